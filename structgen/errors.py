@@ -70,3 +70,35 @@ class GenerationError(StructgenError):
 
 class ProgramError(StructgenError):
     """A structured-generation program misused its state (unknown variable, use after return...)."""
+
+
+class OutOfSlots(StructgenError, RuntimeError):
+    """The KV pool has fewer free slots than requested; nothing was allocated.
+
+    ``requested`` and ``available`` say by how much; free slots (evict cached prefixes, preempt a
+    request) or build a larger pool (``kv_cache_tokens``).
+    """
+
+    def __init__(self, requested: int, available: int):
+        super().__init__(
+            f"KV pool out of slots: requested {requested}, {available} free; "
+            "free slots or create a larger pool (kv_cache_tokens)"
+        )
+        self.requested = requested
+        self.available = available
+
+
+class InvalidBatchError(StructgenError, ValueError):
+    """A ``ForwardBatch`` is inconsistent (lengths, slots) or does not fit the model or pool."""
+
+
+class KernelInputError(StructgenError, ValueError):
+    """A kernel entry point got tensors of the wrong shape, device or backend (the message says the fix)."""
+
+
+class KernelDtypeError(KernelInputError, TypeError):
+    """A kernel entry point got a tensor of the wrong dtype (the message names the dtype expected)."""
+
+
+class ServerStartError(StructgenError, RuntimeError):
+    """The HTTP server could not start (port in use, startup failure); the log says why."""

@@ -349,6 +349,16 @@ class ExprPool:
         known = self._live.get(a)
         if known is not None:
             return known
+        node = self._nodes[a]
+        if node[0] in (_CONCAT, _ALT, _REPEAT):  # decided by the parts: no search needed
+            if node[0] == _CONCAT:
+                live = self.is_live(node[1], budget) and self.is_live(node[2], budget)
+            elif node[0] == _ALT:
+                live = any(self.is_live(x, budget) for x in node[1])
+            else:
+                live = node[2] == 0 or self.is_live(node[1], budget)
+            self._live[a] = live
+            return live
         seen = {a}
         stack = [a]
         found = False

@@ -1,0 +1,87 @@
+"""Hugging Face checkpoint tensors → our fused, contiguous per-layer weights.
+
+At load time q/k/v projections are concatenated into one ``[q + 2*kv, hidden]`` matrix and
+gate/up into one ``[2*intermediate, hidden]`` matrix, so a layer runs two input matmuls instead
+of five. Every tensor is converted to the model dtype and moved to the device once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ...errors import ModelLoadError
+from .config import ModelConfig
+
+GetTensor = Callable[[str], torch.Tensor]
+
+
+@dataclass
+class LayerWeights:
+    """One decoder layer. Optional entries are None when the architecture has no such tensor."""
+
+    ln1: torch.Tensor  # [hidden]
+    w_qkv: torch.Tensor  # [q + 2*kv, hidden]
+    b_qkv: torch.Tensor | None  # [q + 2*kv]
+    q_norm: torch.Tensor | None  # [head_dim]
+    k_norm: torch.Tensor | None  # [head_dim]
+    w_o: torch.Tensor  # [hidden, q]
+    b_o: torch.Tensor | None  # [hidden]
+    ln2: torch.Tensor  # [hidden]
+    w_gate_up: torch.Tensor  # [2*inter, hidden]
+    b_gate_up: torch.Tensor | None  # [2*inter]
+    w_down: torch.Tensor  # [hidden, inter]
+    b_down: torch.Tensor | None  # [hidden]
+
+
+@dataclass
+class ModelWeights:
+    """All tensors of a model; ``lm_head`` is ``embed`` itself when embeddings are tied."""
+
+    embed: torch.Tensor  # [vocab, hidden]
+    layers: list[LayerWeights]
+    norm: torch.Tensor  # [hidden]
+    lm_head: torch.Tensor  # [vocab, hidden]
+
+
+def build_weights(
+    config: ModelConfig, get: GetTensor, names: set[str], device: torch.device, dtype: torch.dtype
+) -> ModelWeights:
+    """Read every tensor through ``get(name)`` (``names`` lists what the checkpoint holds)."""
+
+    def take(name: str) -> torch.Tensor:
+        if name not in names:
+            raise ModelLoadError(f"checkpoint lacks tensor {name!r} required by {config.architecture}")
+        return get(name).to(device=device, dtype=dtype).contiguous()
+
+    def cat(*parts: str) -> torch.Tensor:
+        return torch.cat([take(p) for p in parts], dim=0).contiguous()
+
+    layers = [_layer(config, f"model.layers.{i}.", take, cat) for i in range(config.num_layers)]
+    embed = take("model.embed_tokens.weight")  # [vocab, hidden]
+    tied = config.tie_word_embeddings or "lm_head.weight" not in names
+    if tied and not config.tie_word_embeddings:
+        raise ModelLoadError("checkpoint lacks 'lm_head.weight' and the config does not tie embeddings")
+    lm_head = embed if tied else take("lm_head.weight")
+    return ModelWeights(embed=embed, layers=layers, norm=take("model.norm.weight"), lm_head=lm_head)
+
+
+def _layer(config: ModelConfig, p: str, take, cat) -> LayerWeights:
+    attn, mlp = p + "self_attn.", p + "mlp."
+    qkv = [attn + "q_proj", attn + "k_proj", attn + "v_proj"]
+    return LayerWeights(
+        ln1=take(p + "input_layernorm.weight"),
+        w_qkv=cat(*(n + ".weight" for n in qkv)),
+        b_qkv=cat(*(n + ".bias" for n in qkv)) if config.qkv_bias else None,
+        q_norm=take(attn + "q_norm.weight") if config.qk_norm else None,
+        k_norm=take(attn + "k_norm.weight") if config.qk_norm else None,
+        w_o=take(attn + "o_proj.weight"),
+        b_o=take(attn + "o_proj.bias") if config.o_bias else None,
+        ln2=take(p + "post_attention_layernorm.weight"),
+        w_gate_up=cat(mlp + "gate_proj.weight", mlp + "up_proj.weight"),
+        b_gate_up=cat(mlp + "gate_proj.bias", mlp + "up_proj.bias") if config.mlp_bias else None,
+        w_down=take(mlp + "down_proj.weight"),
+        b_down=take(mlp + "down_proj.bias") if config.mlp_bias else None,
+    )

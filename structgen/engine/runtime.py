@@ -1,0 +1,233 @@
+"""``Runtime``: the in-process engine every front end talks to.
+
+A background thread owns the ``Engine`` (model runner, KV pool, radix cache, scheduler) and
+loops ``add pending requests -> step`` while there is work, so requests submitted from any
+thread join the running batch between steps (continuous batching). ``submit`` validates a
+request, tokenises its prompt and compiles its constraint in the caller's thread — so bad
+options, prompts and constraints raise there, before any model work — and returns a
+``RequestHandle``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import RequestError, StructgenError
+from .engine import Engine
+from .handle import RequestHandle
+from .prompts import encode_prompt, is_prompt_list
+from .request import GenerateRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+CPU_DEFAULT_KV_TOKENS = 16384
+GPU_KV_MEMORY_FRACTION = 0.5
+GPU_MAX_KV_TOKENS = 1 << 20
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine options; every field is one ``structgen`` CLI flag (``--max-batch-size`` ...)."""
+
+    model_path: str | None = field(default=None, metadata={"help": "model folder, .gguf file or hub id (default: the embedded SmolLM2-135M-Instruct)"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on CUDA)"})
+    max_batch_size: int = field(default=64, metadata={"help": "most sequences decoded together"})
+    kv_cache_tokens: int | None = field(default=None, metadata={"help": "KV cache size in tokens (default: 16384 on CPU, half the free GPU memory on CUDA)"})
+    chunked_prefill_size: int = field(default=2048, metadata={"help": "most prompt tokens prefilled per step"})
+    radix_cache: bool = field(default=True, metadata={"help": "reuse the KV of shared prompt prefixes"})
+    jump_forward: bool = field(default=True, metadata={"help": "append tokens a constraint forces without a forward pass each"})
+
+    def validate(self) -> "EngineConfig":
+        for name in ("max_batch_size", "chunked_prefill_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise RequestError(f"{name} must be an int >= 1, got {v!r}")
+        if self.kv_cache_tokens is not None and (not isinstance(self.kv_cache_tokens, int) or self.kv_cache_tokens < 2):
+            raise RequestError(f"kv_cache_tokens must be an int >= 2, got {self.kv_cache_tokens!r}")
+        return self
+
+
+def make_config(**options: Any) -> EngineConfig:
+    """An ``EngineConfig`` from keyword options; ``RequestError`` naming any unknown option."""
+    known = {f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise RequestError(f"unknown engine option(s) {unknown}; known: {sorted(known)}")
+    return EngineConfig(**options).validate()
+
+
+class Runtime:
+    """Loads a model and serves generation requests from a background engine thread.
+
+        rt = Runtime()                                   # the embedded default model
+        [res] = rt.generate("Name a colour.", max_tokens=8)
+        h = rt.submit(GenerateRequest("Hi", max_tokens=16)); h.result().text
+
+    ``runner``: an already loaded model runner (``model_path``/``device``/``dtype`` are then unused).
+    """
+
+    def __init__(self, model_path: str | None = None, *, device: str = "auto", dtype: Any = None,
+                 runner: Any = None, **options: Any):
+        self.config = make_config(model_path=None if model_path is None else str(model_path), device=device,
+                                  dtype=None if dtype is None else str(dtype).replace("torch.", ""), **options)
+        if runner is None:
+            from .loader import load_model
+
+            runner = load_model(model_path, device=device, dtype=dtype)
+        self.runner = runner
+        c = self.config
+        self.engine = Engine(runner, kv_cache_tokens=c.kv_cache_tokens or _auto_kv_tokens(runner),
+                             max_batch_size=c.max_batch_size, chunked_prefill_size=c.chunked_prefill_size,
+                             radix_cache=c.radix_cache, jump_forward=c.jump_forward,
+                             max_context=getattr(runner.config, "max_position_embeddings", None))
+        self._vocab = None
+        self._vocab_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._inbox: list[tuple[RequestHandle, list[int], Any, Any, int | None]] = []
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="structgen-engine", daemon=True)
+        self._thread.start()
+
+    # ---- public API ----------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.runner.tokenizer
+
+    def submit(self, request: GenerateRequest) -> RequestHandle:
+        """Queue ``request`` (thread-safe); raises ``RequestError``/``ConstraintError`` before any model work."""
+        if self._closing:
+            raise RequestError("this Runtime was shut down")
+        params = request.sampling()
+        ids = encode_prompt(self.tokenizer, request.prompt, raw=request.raw)
+        if request.score_from is not None and not 1 <= request.score_from <= len(ids):
+            raise RequestError(f"score_from must be in [1, {len(ids)}], got {request.score_from}")
+        self.engine.scheduler.check_fits(len(ids), params.max_tokens)
+        fsm = self.compile(request.constraint)
+        handle = RequestHandle(self, params.stop)
+        with self._cv:
+            self._inbox.append((handle, ids, params, fsm, request.score_from))
+            self._cv.notify()
+        return handle
+
+    def compile(self, constraint: Any):
+        """The ``TokenFSM`` of ``constraint`` for this model (None for None; a TokenFSM as is)."""
+        if constraint is None or (hasattr(constraint, "mask") and hasattr(constraint, "next_state")):
+            return constraint
+        from .. import fsm
+
+        return fsm.compile(constraint, self.vocabulary)
+
+    @property
+    def vocabulary(self):
+        """The exact byte vocabulary constraints are compiled against (built once)."""
+        with self._vocab_lock:
+            if self._vocab is None:
+                self._vocab = getattr(self.runner, "vocabulary", None)
+            if self._vocab is None:
+                from ..fsm.vocabulary import Vocabulary
+
+                size = max(int(self.runner.config.vocab_size), len(self.tokenizer))
+                self._vocab = Vocabulary.from_tokenizer(self.tokenizer, vocab_size=size)
+            return self._vocab
+
+    def generate(self, prompts: Any, constraint: Any = None, **sampling: Any) -> list[GenerationResult]:
+        """Generate for one prompt or a list of prompts, as one batch; results in prompt order."""
+        batch = prompts if is_prompt_list(prompts) else [prompts]
+        handles = [self.submit(GenerateRequest(p, constraint=constraint, **sampling)) for p in batch]
+        return [h.result() for h in handles]
+
+    def score(self, prefix: Any, continuations: list[str], raw: bool = True) -> list[float]:
+        """Sum of the log-probabilities of each continuation's tokens after ``prefix``.
+
+        ``prefix`` is tokenised like a prompt (``raw=False``: through the chat template); each
+        continuation is tokenised on its own and appended. All are prefilled in one batch and
+        share the prefix's K/V through the radix cache.
+        """
+        prefix_ids = encode_prompt(self.tokenizer, prefix, raw=raw)
+        handles = []
+        for cont in continuations:
+            cont_ids = list(self.tokenizer.encode(cont, add_special_tokens=False))
+            req = GenerateRequest(prefix_ids + cont_ids, max_tokens=0, score_from=len(prefix_ids) if cont_ids else None)
+            handles.append(self.submit(req))
+        return [sum(h.result().prompt_logprobs or []) for h in handles]
+
+    def stats(self) -> dict[str, int]:
+        """Counters: prompt_tokens, cached_prompt_tokens, generated_tokens, forced_tokens, preemptions..."""
+        return self.engine.stats()
+
+    def shutdown(self) -> None:
+        """Stop the engine thread; requests still in flight finish with reason "abort"."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    # ---- engine thread -------------------------------------------------------------------------
+    def _wake(self) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not (self._inbox or self.engine.has_unfinished() or self._closing):
+                    self._cv.wait()
+                pending, self._inbox = self._inbox, []
+                closing = self._closing
+            self._admit(pending)
+            if closing:
+                self._abort_all("this Runtime was shut down")
+                return
+            try:
+                updated = self.engine.step()
+            except Exception as e:  # noqa: BLE001 - any failure must reach the waiting callers
+                log.exception("engine step failed")
+                self._fail_all(e)
+                continue
+            for seq in updated:
+                seq.user_data._update(seq)
+
+    def _admit(self, pending) -> None:
+        for handle, ids, params, fsm, score_from in pending:
+            try:
+                seq = self.engine.add_request(ids, params, fsm, score_from=score_from, user_data=handle)
+            except StructgenError as e:
+                handle._fail(e)
+                continue
+            handle._attach(seq)
+
+    def _abort_all(self, why: str) -> None:
+        for seq in self.engine.abort_all(why):
+            seq.user_data._update(seq)
+
+    def _fail_all(self, error: BaseException) -> None:
+        try:
+            seqs = self.engine.abort_all(f"engine failure: {error}")
+        except Exception:  # noqa: BLE001 - the engine is broken; still fail every caller
+            log.exception("could not release the sequences of a failed step")
+            seqs = self.engine.forget_all()
+        for seq in seqs:
+            seq.user_data._fail(error)
+
+
+def _auto_kv_tokens(runner: Any) -> int:
+    """KV pool size when not given: a fixed size on CPU, half the free memory on a GPU."""
+    import torch
+
+    device = getattr(runner, "device", torch.device("cpu"))
+    if getattr(device, "type", "cpu") != "cuda":
+        return CPU_DEFAULT_KV_TOKENS
+    free, _ = torch.cuda.mem_get_info(device)
+    per_slot = runner.kv_bytes_per_slot()
+    return int(max(1024, min(GPU_MAX_KV_TOKENS, free * GPU_KV_MEMORY_FRACTION // per_slot)))

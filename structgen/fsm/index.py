@@ -1,0 +1,275 @@
+"""``TokenFSM``: a byte DFA lifted to a tokenizer's vocabulary.
+
+A token-level state *is* a byte-DFA state id. The row of a state — which tokens are allowed
+and which state each leads to — is computed on first visit by walking the whole vocabulary
+trie through the DFA at once (``trie.TokenTrie.walk``), then memoised: a revisited state
+costs a dict lookup, and ``mask(state)`` returns the same read-only array every time.
+
+EOS tokens are allowed exactly in accepting states and lead back to the same state. Ids past
+the tokenizer (model padding) and special tokens are never allowed.
+
+    fsm = compile_token_fsm(Regex(r"\\d+"), tokenizer)
+    s = fsm.initial_state
+    fsm.mask(s)               # [ceil(V/32)] int32, bit t & 31 of word t >> 5 set iff t allowed
+    s = fsm.next_state(s, t)  # -1 when t is not allowed in s
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import CompileLimitError
+from .dfa import UNKNOWN, ByteDFA
+from .trie import trie_of
+from .vocabulary import Vocabulary, vocabulary_of
+
+FORCED_LIMIT = 4096
+_WALK_BATCH = 32
+
+
+class Row(NamedTuple):
+    """One computed state: allowed token ids (sorted, EOS included when accepting), their next states, the mask."""
+
+    ids: np.ndarray  # [k] int32
+    nexts: np.ndarray  # [k] int32
+    mask: np.ndarray  # [ceil(V/32)] int32, read-only
+
+
+class FSMTables(NamedTuple):
+    """CSR export of the expanded states, for keeping on a device.
+
+    Row ``r`` describes DFA state ``states[r]``: its allowed tokens are
+    ``token_ids[indptr[r]:indptr[r+1]]`` leading to ``next_states[...]`` (DFA state ids), and
+    ``bitmask[r]`` is its packed mask. ``row_of_state[s]`` is the row of state ``s`` or -1.
+    """
+
+    states: np.ndarray  # [n] int32
+    indptr: np.ndarray  # [n + 1] int64
+    token_ids: np.ndarray  # [nnz] int32
+    next_states: np.ndarray  # [nnz] int32
+    bitmask: np.ndarray  # [n, ceil(V/32)] int32
+    row_of_state: np.ndarray  # [num_dfa_states] int32
+    accepting: np.ndarray  # [n] bool
+
+
+class TokenFSM:
+    """Token-level automaton over ``vocab`` for the language of ``byte_dfa``.
+
+    Immutable as seen from outside (rows are computed once, under a lock, and never change),
+    shareable across threads and requests, and picklable.
+    """
+
+    def __init__(self, byte_dfa: ByteDFA, vocab: Vocabulary, *, max_states: int = 100_000):
+        self.byte_dfa = byte_dfa
+        self.vocab = vocab
+        self.max_states = max_states
+        self._init_runtime()
+        self._rows: dict[int, Row] = {}
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.RLock()
+        self._trie = trie_of(self.vocab)
+        self._eos = np.asarray(self.vocab.eos_token_ids, dtype=np.int32)
+        self._loops = np.zeros((0, 4), dtype=np.uint64)  # [cap, 4] uint64 self-loop byte sets
+        self._loops_known = np.zeros(0, dtype=bool)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def initial_state(self) -> int:
+        return self.byte_dfa.initial
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab.size
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.vocab.eos_token_ids
+
+    @property
+    def num_states_expanded(self) -> int:
+        return len(self._rows)
+
+    def row(self, state: int) -> Row:
+        """The memoised row of ``state`` (computed on first visit)."""
+        r = self._rows.get(state)
+        if r is None:
+            r = self._compute([state])[0]
+        return r
+
+    def allowed_tokens(self, state: int) -> np.ndarray:
+        """Sorted int32 ids of the tokens allowed in ``state`` (EOS only when accepting). Read-only."""
+        return self.row(state).ids
+
+    def next_state(self, state: int, token_id: int) -> int:
+        """State after ``token_id`` in ``state``, or -1 when not allowed (EOS keeps the state)."""
+        if state < 0:
+            return -1
+        r = self.row(state)
+        i = int(np.searchsorted(r.ids, token_id))
+        if i < len(r.ids) and r.ids[i] == token_id:
+            return int(r.nexts[i])
+        return -1
+
+    def mask(self, state: int) -> np.ndarray:
+        """Packed allowed-token bitmask of ``state``: [ceil(V/32)] int32, bit ``t & 31`` of word ``t >> 5``."""
+        return self.row(state).mask
+
+    def is_accepting(self, state: int) -> bool:
+        return self.byte_dfa.is_accepting(state)
+
+    def matches(self, text: str | bytes) -> bool:
+        """Whole-string match of the byte automaton (independent of tokenisation)."""
+        return self.byte_dfa.matches(text)
+
+    def forced_bytes(self, state: int) -> bytes:
+        """The unique continuation from ``state``: follow bytes while exactly one is live and the state is not accepting."""
+        dfa, out = self.byte_dfa, bytearray()
+        while state >= 0 and not dfa.is_accepting(state) and len(out) < FORCED_LIMIT:
+            live = np.flatnonzero(dfa.expand(state) >= 0)
+            if len(live) != 1:
+                break
+            out.append(int(live[0]))
+            state = int(dfa.table[state, live[0]])
+        return bytes(out)
+
+    def expand_all(self) -> "TokenFSM":
+        """Compute every state reachable from the initial one; CompileLimitError past ``max_states``."""
+        frontier, seen = [self.initial_state], {self.initial_state}
+        while frontier:
+            todo = [s for s in frontier if s not in self._rows]
+            for i in range(0, len(todo), _WALK_BATCH):
+                self._compute(todo[i : i + _WALK_BATCH])
+            nxt = set()
+            for s in frontier:
+                nxt.update(np.unique(self._rows[s].nexts).tolist())
+            frontier = [s for s in nxt if s not in seen]
+            seen.update(frontier)
+            if len(seen) > self.max_states:
+                raise CompileLimitError(
+                    f"token automaton has more than {self.max_states} states; use the lazy mode "
+                    "(eager=False) or raise max_states"
+                )
+        return self
+
+    def tables(self) -> FSMTables:
+        """CSR + bitmask arrays of every state expanded so far (see ``FSMTables``)."""
+        with self._lock:
+            states = np.asarray(sorted(self._rows), dtype=np.int32)
+            rows = [self._rows[int(s)] for s in states]
+        counts = np.asarray([len(r.ids) for r in rows], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+        words = (self.vocab_size + 31) // 32
+        bitmask = np.stack([r.mask for r in rows]) if rows else np.zeros((0, words), np.int32)
+        row_of = np.full(self.byte_dfa.num_states, -1, dtype=np.int32)
+        row_of[states] = np.arange(len(states), dtype=np.int32)
+        acc = np.asarray([self.is_accepting(int(s)) for s in states], dtype=bool)
+        return FSMTables(states, indptr, cat([r.ids for r in rows], np.int32), cat([r.nexts for r in rows], np.int32),
+                         bitmask, row_of, acc)
+
+    # ------------------------------------------------------------------ computing rows
+    def _compute(self, states: list[int]) -> list[Row]:
+        """Rows of ``states`` (one trie walk for all of them), memoised."""
+        with self._lock:
+            todo = [s for s in dict.fromkeys(states) if s not in self._rows]
+            if todo:
+                if len(self._rows) + len(todo) > self.max_states:
+                    raise CompileLimitError(f"token automaton grew past {self.max_states} states; raise max_states")
+                dfa = self.byte_dfa
+                res = self._trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, todo)
+                for k, s in enumerate(todo):
+                    sel = res.root == k
+                    ids, nexts = self._trie.expand_ranges(res.lo[sel], res.hi[sel], res.state[sel])
+                    self._rows[s] = self._make_row(s, ids, nexts)
+            return [self._rows[s] for s in states]
+
+    def _make_row(self, state: int, ids: np.ndarray, nexts: np.ndarray) -> Row:
+        if self.byte_dfa.is_accepting(state) and len(self._eos):
+            ids = np.concatenate([ids, self._eos])
+            nexts = np.concatenate([nexts, np.full(len(self._eos), state, dtype=np.int32)])
+        words = (self.vocab_size + 31) // 32
+        if len(ids) > 4096:  # a dense scatter sorts a large row faster than argsort
+            dense = np.full(words * 32, -1, dtype=np.int32)  # [V'] next state by token, -1 not allowed
+            dense[ids] = nexts
+            bits = dense >= 0
+            ids = np.flatnonzero(bits).astype(np.int32)
+            nexts = dense[ids]
+        else:
+            order = np.argsort(ids, kind="stable")
+            ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
+            bits = np.zeros(words * 32, dtype=bool)
+            bits[ids] = True
+        mask = np.packbits(bits, bitorder="little").view(np.int32)  # [words] int32
+        for a in (ids, nexts, mask):
+            a.flags.writeable = False
+        return Row(ids, nexts, mask)
+
+    def _loop_sets(self, states: np.ndarray) -> np.ndarray:
+        """[m, 4] uint64: for each expanded state, the bytes leading back to itself."""
+        table = self.byte_dfa.table
+        if len(self._loops) < len(table):
+            grown = np.zeros((len(table), 4), dtype=np.uint64)
+            grown[: len(self._loops)] = self._loops
+            known = np.zeros(len(table), dtype=bool)
+            known[: len(self._loops_known)] = self._loops_known
+            self._loops, self._loops_known = grown, known
+        new = np.unique(states[~self._loops_known[states]])
+        if len(new):
+            rows = table[new]
+            assert (rows[:, 0] != UNKNOWN).all(), "loop sets need expanded rows"
+            eq = rows == new[:, None]  # [u, 256] bool
+            self._loops[new] = np.packbits(eq, axis=1, bitorder="little").view(np.uint64)
+            self._loops_known[new] = True
+        return self._loops[states]
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            dfa = {k: v for k, v in self.byte_dfa.__dict__.items() if k != "_lock"}
+            return {"dfa": dfa, "vocab": self.vocab, "max_states": self.max_states, "rows": dict(self._rows)}
+
+    def __setstate__(self, st: dict[str, Any]) -> None:
+        dfa = ByteDFA.__new__(ByteDFA)
+        dfa.__dict__.update(st["dfa"])
+        dfa._lock = threading.RLock()
+        self.byte_dfa, self.vocab, self.max_states = dfa, st["vocab"], st["max_states"]
+        self._init_runtime()
+        self._rows = {s: Row(*(_readonly(a) for a in r)) for s, r in st["rows"].items()}
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def compile_token_fsm(
+    constraint: Any, tokenizer: Any, *, eager: bool = False, cache: Any = True, max_states: int = 100_000,
+    max_dfa_states: int = 200_000, max_nodes: int = 2_000_000,
+) -> TokenFSM:
+    """Compile ``constraint`` for ``tokenizer`` (an HF tokenizer or a ``Vocabulary``) into a ``TokenFSM``.
+
+    eager: compute every reachable state now (bounded by ``max_states``); else states are
+        computed on first visit, and the initial state's row is computed here.
+    cache: True for the default cache (memory + disk), False for none, or an ``FSMCache``.
+    """
+    from . import compile_bytes
+    from .cache import resolve_cache
+
+    vocab = vocabulary_of(tokenizer)
+    store = resolve_cache(cache)
+    opts = {"max_states": max_states, "max_dfa_states": max_dfa_states, "max_nodes": max_nodes}
+
+    def build() -> TokenFSM:
+        dfa = compile_bytes(constraint, max_states=max_dfa_states, max_nodes=max_nodes)
+        fsm = TokenFSM(dfa, vocab, max_states=max_states)
+        fsm.row(fsm.initial_state)
+        return fsm
+
+    fsm = store.get_or_build(constraint, vocab, opts, build) if store is not None else build()
+    if eager:
+        fsm.expand_all()
+    return fsm

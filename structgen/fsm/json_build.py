@@ -1,0 +1,206 @@
+"""The schema walker: refs, allOf gathering, anyOf/oneOf distribution, not/if, drops.
+
+``Builder.compile(schema, ptr)`` returns a ``Result``: the expression and whether it is
+*complement-safe* ("complete"): it accepts every U-text (``json_lex``) of every value it
+accepts. Objects whose members can come in more than one order are the incomplete case (only
+the schema order is generated), as are ``multipleOf`` (plain notation only) and recursion cut
+off at the depth limit. ``not``, ``if`` and overlapping ``oneOf`` complement languages, which is
+only exact for complete ones; otherwise they raise ``SchemaError``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from ..errors import SchemaError
+from .json_lex import Lex
+from .json_merge import ANNOTATIONS, Atom, absent, merge, negated_required
+from .json_numbers import NumberBuilder
+from .json_objects import ContainerBuilder
+from .json_refs import Refs
+from .json_strings import StringBuilder
+from .rx import ExprPool
+
+MAX_ALTERNATIVES = 64
+UNSUPPORTED = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef")
+
+
+class Result(NamedTuple):
+    expr: int
+    complete: bool
+
+
+class Branch(NamedTuple):
+    """One alternative of a disjunctive normal form: atoms to merge, results to intersect."""
+
+    atoms: tuple
+    results: tuple
+
+
+class Builder:
+    def __init__(self, pool: ExprPool, refs: Refs, *, whitespace: str, strict: bool, max_depth: int):
+        self.pool = pool
+        self.refs = refs
+        self.strict = strict
+        self.max_depth = max_depth
+        self.lex = Lex(pool, whitespace)
+        self.nums = NumberBuilder(self.lex)
+        self.strs = StringBuilder(self.lex)
+        self.cont = ContainerBuilder(self.lex)
+        self.anyv = self.lex.any_value()
+        self.dropped: list[tuple[str, str]] = []
+        self.format_cache: dict[str, int] = {}
+        self._ref_depth: dict[str, int] = {}
+        self._ref_memo: dict[tuple[str, int], Result] = {}
+
+    # ------------------------------------------------------------------ errors
+    def drop(self, keyword: str, ptr: str, why: str) -> None:
+        """An unenforceable keyword: error when strict, else remembered for the one warning."""
+        if self.strict:
+            raise SchemaError(why, keyword=keyword, pointer=ptr)
+        self.dropped.append((keyword, ptr))
+
+    # ------------------------------------------------------------------ entry points
+    def compile(self, schema: Any, ptr: str) -> Result:
+        """Result for one schema located at JSON pointer ``ptr``."""
+        if schema is True or schema == {}:
+            return Result(self.anyv, True)
+        if schema is False:
+            return Result(self.pool.nothing, True)
+        if not isinstance(schema, dict):
+            raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
+        if "$ref" in schema and (self.refs.draft <= 7 or all(k in ANNOTATIONS or k == "$ref" for k in schema)):
+            return self.compile_ref(schema["$ref"], ptr + "/$ref")
+        branches = self.expand(schema, ptr)
+        from .json_types import build_flat
+
+        out = []
+        complete = True
+        for br in branches:
+            r = build_flat(self, merge(list(br.atoms)), ptr)
+            exprs = [r.expr] + [x.expr for x in br.results]
+            complete = complete and r.complete and all(x.complete for x in br.results)
+            out.append(self.pool.and_(*exprs))
+        return Result(self.pool.alt_of(out), complete)
+
+    def compile_all(self, schemas: list[tuple[Any, str]]) -> Result:
+        """Result for the conjunction of ``schemas`` (merged like ``allOf``)."""
+        real = [(s, p) for s, p in schemas if s is not True and s != {}]
+        if not real:
+            return Result(self.anyv, True)
+        if len(real) == 1:
+            return self.compile(*real[0])
+        if any(s is False for s, _ in real):
+            return Result(self.pool.nothing, True)
+        return self.compile({"allOf": [s for s, _ in real]}, real[0][1])
+
+    def compile_ref(self, ref: Any, ptr: str) -> Result:
+        target, tptr = self.refs.resolve(ref, ptr)
+        depth = self._ref_depth.get(tptr, 0)
+        if depth > self.max_depth:
+            return Result(self.pool.nothing, False)
+        key = (tptr, depth)
+        found = self._ref_memo.get(key)
+        if found is None:
+            self._ref_depth[tptr] = depth + 1
+            try:
+                found = self.compile(target, tptr)
+            finally:
+                self._ref_depth[tptr] = depth
+            self._ref_memo[key] = found
+        return found
+
+    # ------------------------------------------------------------------ gathering
+    def expand(self, schema: Any, ptr: str) -> list[Branch]:
+        """Disjunctive normal form of ``schema``: a list of branches (their union)."""
+        if schema is True or schema == {}:
+            return [Branch((), ())]
+        if schema is False:
+            return [Branch((), (Result(self.pool.nothing, True),))]
+        if not isinstance(schema, dict):
+            raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
+        self._check_keywords(schema, ptr)
+        if "$ref" in schema and self.refs.draft <= 7:
+            return [Branch((), (self.compile_ref(schema["$ref"], ptr + "/$ref"),))]
+        branches = [Branch((Atom(schema, ptr),), ())]
+        if "$ref" in schema:
+            branches = self._product(branches, self._expand_ref(schema["$ref"], ptr + "/$ref"), ptr, None)
+        for i, sub in enumerate(schema.get("allOf", [])):
+            branches = self._product(branches, self.expand(sub, f"{ptr}/allOf/{i}"), ptr, None)
+        for kind, alts, where in self._disjunctions(schema, ptr):
+            options: list[Branch] = []
+            for i, sub in enumerate(alts):
+                options.extend(self.expand(sub, f"{where}/{i}"))
+            if kind == "oneOf":
+                from .json_oneof import one_of
+
+                fixed = one_of(self, alts, where)
+                if fixed is not None:  # overlapping branches: exact xor as one result
+                    options = [Branch((), (fixed,))]
+            fallback = None
+            if len(options) * len(branches) > MAX_ALTERNATIVES:
+                fallback = Result(self.pool.alt_of(self.compile_branch(o, where).expr for o in options), False)
+            branches = self._product(branches, options, where, fallback)
+        return branches
+
+    def _expand_ref(self, ref: Any, ptr: str) -> list[Branch]:
+        target, tptr = self.refs.resolve(ref, ptr)
+        depth = self._ref_depth.get(tptr, 0)
+        if depth > self.max_depth:
+            return [Branch((), (Result(self.pool.nothing, False),))]
+        self._ref_depth[tptr] = depth + 1
+        try:
+            return self.expand(target, tptr)
+        finally:
+            self._ref_depth[tptr] = depth
+
+    def compile_branch(self, br: Branch, ptr: str) -> Result:
+        from .json_types import build_flat
+
+        r = build_flat(self, merge(list(br.atoms)), ptr)
+        exprs = [r.expr] + [x.expr for x in br.results]
+        return Result(self.pool.and_(*exprs), r.complete and all(x.complete for x in br.results))
+
+    def _product(self, left: list[Branch], right: list[Branch], ptr: str, fallback) -> list[Branch]:
+        if fallback is not None:
+            return [Branch(b.atoms, b.results + (fallback,)) for b in left]
+        return [Branch(a.atoms + b.atoms, a.results + b.results) for a in left for b in right]
+
+    def _disjunctions(self, s: dict, ptr: str):
+        """anyOf / oneOf / dependency keywords as (kind, alternatives, pointer)."""
+        for kind in ("anyOf", "oneOf"):
+            if kind in s:
+                if not isinstance(s[kind], list) or not s[kind]:
+                    raise SchemaError(f"{kind} must be a non-empty array", keyword=kind, pointer=ptr)
+                yield kind, s[kind], f"{ptr}/{kind}"
+        rewritten = negated_required(s.get("not"))
+        if rewritten is not None:
+            yield "anyOf", rewritten, f"{ptr}/not"
+        deps = dict(s.get("dependentRequired", {}))
+        schemas = dict(s.get("dependentSchemas", {}))
+        for k, v in s.get("dependencies", {}).items():
+            (deps if isinstance(v, list) else schemas)[k] = v
+        for k, v in deps.items():
+            if v:
+                yield "anyOf", [absent(k), {"required": [k, *v]}], f"{ptr}/dependentRequired/{k}"
+        for k, v in schemas.items():
+            yield "anyOf", [absent(k), {"allOf": [{"required": [k]}, v]}], f"{ptr}/dependentSchemas/{k}"
+
+    def _check_keywords(self, s: dict, ptr: str) -> None:
+        for kw in UNSUPPORTED:
+            if kw in s and not (kw.startswith("unevaluated") and s[kw] is True):
+                self.drop(kw, ptr, f"{kw} is not supported")
+
+    # ------------------------------------------------------------------ helpers used by json_types
+    def negate(self, r: Result, keyword: str, ptr: str) -> int:
+        """JSON values (nesting <= 16) outside ``r``; needs a complete ``r``."""
+        if not r.complete:
+            self.drop(keyword, ptr, f"{keyword} needs a complement of a schema whose language is not "
+                      "complement-safe (objects with several properties in one order, multipleOf, "
+                      "or recursion cut off)")
+            return self.anyv
+        return self.pool.diff(self.anyv, r.expr)
+
+    def key_json(self, key: str) -> bytes:
+        return json.dumps(key, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,138 @@
+"""Lexical building blocks of JSON text as pool expressions: whitespace, strings, numbers, values.
+
+Every JSON Schema construct is built from these, so all of them agree on one *serialisation
+grammar* (called U below). Agreement matters: ``not`` and exact ``oneOf`` take complements of
+text languages, which is only sound when every construct accepts *every* U-text of the values it
+accepts. U is:
+
+- whitespace: ``"default"`` — at most one line break (``\\n`` or ``\\r\\n``) followed by at most
+  ``MAX_INDENT`` spaces/tabs between tokens (``json.dumps`` with or without ``indent=2``, to
+  nesting depth 20); ``"compact"`` — none;
+- strings: raw characters except ``"``, ``\\`` and U+0000..U+001F; the escapes ``\\" \\\\ \\/ \\b
+  \\f \\n \\r \\t``; ``\\uXXXX`` (any hex case) only for code points below U+0080 — non-ASCII
+  characters appear raw, as ``json.dumps(..., ensure_ascii=False)`` prints them;
+- numbers: ``-?(0|[1-9][0-9]*)(\\.[0-9]+)?`` or normalised scientific
+  ``-?[1-9](\\.[0-9]{0,15}[1-9])?[eE][+-]?[0-9]{1,3}`` (Python's float ``repr`` form).
+"""
+
+from __future__ import annotations
+
+from .rx import ExprPool
+from .utf8 import any_char
+
+MAX_INDENT = 40
+ANY_VALUE_DEPTH = 16
+MANTISSA_FRAC_DIGITS = 16
+HEX = b"0123456789abcdefABCDEF"
+
+
+def _set(chars: bytes) -> int:
+    mask = 0
+    for c in chars:
+        mask |= 1 << c
+    return mask
+
+
+class Lex:
+    """Shared token expressions for one pool and one whitespace policy (built once, cached)."""
+
+    def __init__(self, pool: ExprPool, whitespace: str = "default"):
+        self.pool = pool
+        p = pool
+        self.compact = whitespace == "compact"
+        if self.compact:
+            self.ws = p.eps
+        else:
+            newline = p.optional(p.concat(p.optional(p.literal("\r")), p.literal("\n")))
+            self.ws = p.concat(newline, p.repeat(p.byteset(_set(b" \t")), 0, MAX_INDENT))
+        self.digit = p.byte_range(0x30, 0x39)
+        self.digit19 = p.byte_range(0x31, 0x39)
+        self.hex = p.byteset(_set(HEX))
+        self.quote = p.literal('"')
+        self.str_char = self._string_char()
+        self.any_string = p.concat(self.quote, p.star(self.str_char), self.quote)
+        self.mantissa = p.concat(
+            self.digit19,
+            p.optional(p.concat(p.literal("."), p.repeat(self.digit, 0, MANTISSA_FRAC_DIGITS - 1), self.digit19)),
+        )
+        self.exp_marker = p.byteset(_set(b"eE"))
+        self.exponent = p.concat(self.exp_marker, p.optional(p.byteset(_set(b"+-"))), p.repeat(self.digit, 1, 3))
+        self.uint = p.alt(p.literal("0"), p.concat(self.digit19, p.star(self.digit)))
+        plain = p.concat(self.uint, p.optional(p.concat(p.literal("."), p.plus(self.digit))))
+        sci = p.concat(self.mantissa, self.exponent)
+        self.any_number = p.concat(p.optional(p.literal("-")), p.alt(plain, sci))
+        self.null = p.literal("null")
+        self.boolean = p.alt(p.literal("true"), p.literal("false"))
+        self._any_value: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ strings
+    def _string_char(self) -> int:
+        """One encoded character of a JSON string in U (raw, short escape, or ASCII ``\\u00XX``)."""
+        p = self.pool
+        raw = any_char(p, exclude=[(0, 0x1F), (0x22, 0x22), (0x5C, 0x5C)])
+        short = p.concat(p.literal("\\"), p.byteset(_set(b'"\\/bfnrt')))
+        return p.alt(raw, short, self.ascii_escape((1 << 128) - 1))
+
+    def ascii_escape(self, mask: int) -> int:
+        """``\\u00XX`` escapes (hex digits of any case) of the ASCII code points in bit ``mask``."""
+        p = self.pool
+        by_high: dict[int, int] = {}
+        for c in range(128):
+            if mask >> c & 1:
+                by_high[c >> 4] = by_high.get(c >> 4, 0) | 1 << (c & 15)
+        branches = []
+        for hi, lows in by_high.items():
+            low_bytes = 0
+            for lo in range(16):
+                if lows >> lo & 1:
+                    low_bytes |= _set(f"{lo:x}{lo:X}".encode())
+            branches.append(p.concat(p.literal("\\u00"), p.literal(f"{hi:x}"), p.byteset(low_bytes)))
+        return p.alt_of(branches)
+
+    def string_of(self, content: int) -> int:
+        """A quoted JSON string whose encoded content (between the quotes) matches ``content``."""
+        return self.pool.concat(self.quote, content, self.quote)
+
+    def literal_string(self, s: str) -> int:
+        """The one canonical encoding of ``s`` (``json.dumps(s, ensure_ascii=False)``)."""
+        import json
+
+        return self.pool.literal(json.dumps(s, ensure_ascii=False))
+
+    # ------------------------------------------------------------------ structure
+    def tok(self, text: str) -> int:
+        """A punctuation token surrounded by optional whitespace."""
+        p = self.pool
+        return p.concat(self.ws, p.literal(text), self.ws)
+
+    def array_of(self, body: int) -> int:
+        """``[`` body ``]`` where body is the (possibly empty) separated item list."""
+        p = self.pool
+        return p.concat(p.literal("["), self.ws, body, self.ws, p.literal("]"))
+
+    def object_of(self, body: int) -> int:
+        p = self.pool
+        return p.concat(p.literal("{"), self.ws, body, self.ws, p.literal("}"))
+
+    def member(self, key: int, value: int) -> int:
+        """``key : value`` with optional whitespace around the colon."""
+        return self.pool.concat(key, self.tok(":"), value)
+
+    def any_value(self, depth: int = ANY_VALUE_DEPTH) -> int:
+        """Any JSON value in U whose arrays/objects nest at most ``depth`` levels."""
+        found = self._any_value.get(depth)
+        if found is not None:
+            return found
+        p = self.pool
+        scalars = p.alt(self.null, self.boolean, self.any_number, self.any_string)
+        if depth <= 0:
+            out = scalars
+        else:
+            inner = self.any_value(depth - 1)
+            comma = self.tok(",")
+            items = p.optional(p.concat(inner, p.star(p.concat(comma, inner))))
+            pair = self.member(self.any_string, inner)
+            members = p.optional(p.concat(pair, p.star(p.concat(comma, pair))))
+            out = p.alt(scalars, self.array_of(items), self.object_of(members))
+        self._any_value[depth] = out
+        return out

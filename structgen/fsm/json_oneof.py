@@ -1,0 +1,100 @@
+"""``oneOf``: "exactly one branch" is "any branch" when no value can satisfy two branches.
+
+Disjointness is proved per pair of branches by either
+- the first byte of their texts (a JSON value's first byte fixes its type, numbers aside), or
+- a discriminator: a property required by both whose ``const``/``enum`` value sets are disjoint.
+Otherwise, when every branch is complement-safe, the exact form
+``∪_i (B_i ∖ ∪_{j≠i} B_j)`` is used; else the keyword cannot be enforced.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .json_merge import json_equal
+
+_CLASSES = {
+    "object": b"{", "array": b"[", "string": b'"', "boolean": b"tf", "null": b"n", "number": b"-0123456789",
+}
+
+
+def one_of(builder, alts: list, where: str):
+    """None when the branches are pairwise disjoint (then oneOf = anyOf); else the exact xor
+    ``Result``, or (strict=False and not provable) None after recording the drop."""
+    from .json_build import Result
+
+    if len(alts) < 2:
+        return None
+    results = [builder.compile(a, f"{where}/{i}") for i, a in enumerate(alts)]
+    firsts = [_first_classes(builder.pool, r.expr) for r in results]
+    discs = [_discriminators(builder, a) for a in alts]
+    overlapping = [
+        (i, j)
+        for i in range(len(alts))
+        for j in range(i + 1, len(alts))
+        if not (firsts[i].isdisjoint(firsts[j]) or _disc_disjoint(discs[i], discs[j]))
+    ]
+    if not overlapping:
+        return None
+    if all(r.complete for r in results):
+        p = builder.pool
+        parts = []
+        for i, r in enumerate(results):
+            others = p.alt_of(x.expr for j, x in enumerate(results) if j != i)
+            parts.append(p.diff(r.expr, others))
+        return Result(p.alt_of(parts), True)
+    builder.drop("oneOf", where, "oneOf branches may overlap and cannot be complemented exactly "
+                 "(add a const discriminator property or make the branches disjoint)")
+    return None
+
+
+def _first_classes(pool, expr: int) -> set:
+    mask = 0
+    for m, _ in pool.row(expr):
+        mask |= m
+    return {name for name, chars in _CLASSES.items() if any(mask >> c & 1 for c in chars)}
+
+
+def _discriminators(builder, schema: Any, depth: int = 0) -> dict[str, list]:
+    """Required properties with a finite value set (const/enum), following allOf and $ref."""
+    if not isinstance(schema, dict) or depth > 4:
+        return {}
+    out: dict[str, list] = {}
+    if "$ref" in schema:
+        try:
+            target, _ = builder.refs.resolve(schema["$ref"], "")
+        except Exception:
+            target = None
+        out.update(_discriminators(builder, target, depth + 1))
+    for sub in schema.get("allOf", []):
+        out.update(_discriminators(builder, sub, depth + 1))
+    props = schema.get("properties", {})
+    for key in schema.get("required", []):
+        values = _finite_values(builder, props.get(key), depth)
+        if values is not None:
+            out[key] = values
+    return out
+
+
+def _finite_values(builder, prop: Any, depth: int) -> Optional[list]:
+    if not isinstance(prop, dict) or depth > 4:
+        return None
+    if "const" in prop:
+        return [prop["const"]]
+    if isinstance(prop.get("enum"), list):
+        return prop["enum"]
+    if "$ref" in prop:
+        try:
+            target, _ = builder.refs.resolve(prop["$ref"], "")
+        except Exception:
+            return None
+        return _finite_values(builder, target, depth + 1)
+    return None
+
+
+def _disc_disjoint(a: dict, b: dict) -> bool:
+    for key, va in a.items():
+        vb = b.get(key)
+        if vb is not None and not any(json_equal(x, y) for x in va for y in vb):
+            return True
+    return False

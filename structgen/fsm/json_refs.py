@@ -1,0 +1,107 @@
+"""Local ``$ref`` resolution, draft detection and the metaschema check."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from ..errors import SchemaError
+
+_DRAFTS = {
+    "draft-03": 3, "draft-04": 4, "draft-06": 6, "draft-07": 7, "2019-09": 2019, "2020-12": 2020,
+}
+
+
+def draft_of(schema: Any) -> int:
+    """Declared draft (4, 6, 7, 2019, 2020); 2020 when ``$schema`` is absent or unknown."""
+    uri = schema.get("$schema", "") if isinstance(schema, dict) else ""
+    if isinstance(uri, str):
+        for tag, num in _DRAFTS.items():
+            if tag in uri:
+                return num
+    return 2020
+
+
+def check_metaschema(schema: Any) -> None:
+    """Raise ``SchemaError`` when ``schema`` is invalid under its declared draft's metaschema."""
+    import jsonschema
+    from jsonschema.validators import validator_for
+
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        error = jsonschema.exceptions.best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+    except Exception as e:  # a metaschema that itself cannot be processed
+        raise SchemaError(f"schema cannot be checked against its metaschema: {e}") from None
+    if error is not None:
+        ptr = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
+        raise SchemaError(f"invalid schema: {error.message}", keyword=str(error.validator), pointer=ptr)
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape(token: str) -> str:
+    return unquote(token).replace("~1", "/").replace("~0", "~")
+
+
+class Refs:
+    """Resolves local references of one root schema to ``(subschema, pointer)``."""
+
+    def __init__(self, root: Any):
+        self.root = root
+        self.draft = draft_of(root)
+        self.anchors: dict[str, tuple[Any, str]] = {}
+        self.ids: dict[str, tuple[Any, str]] = {}
+        self._scan(root, "")
+
+    def _scan(self, node: Any, ptr: str) -> None:
+        stack = [(node, ptr)]
+        while stack:
+            node, ptr = stack.pop()
+            if isinstance(node, dict):
+                anchor = node.get("$anchor")
+                if isinstance(anchor, str):
+                    self.anchors.setdefault(anchor, (node, ptr))
+                ident = node.get("$id", node.get("id") if self.draft <= 4 else None)
+                if isinstance(ident, str) and ptr:
+                    if ident.startswith("#"):
+                        self.anchors.setdefault(ident[1:], (node, ptr))
+                    else:
+                        self.ids.setdefault(ident, (node, ptr))
+                for k, v in node.items():
+                    if k not in ("enum", "const", "default", "examples", "example"):
+                        stack.append((v, f"{ptr}/{_escape(k)}"))
+            elif isinstance(node, list):
+                for i, v in enumerate(node):
+                    stack.append((v, f"{ptr}/{i}"))
+
+    def resolve(self, ref: Any, where: str) -> tuple[Any, str]:
+        """Target of ``ref`` found at pointer ``where``; ``SchemaError`` for remote/dangling refs."""
+        if not isinstance(ref, str):
+            raise SchemaError("$ref must be a string", keyword="$ref", pointer=where)
+        root_id = self.root.get("$id", "") if isinstance(self.root, dict) else ""
+        if root_id and ref.startswith(root_id.split("#")[0]) and "#" in ref:
+            ref = ref[len(root_id.split("#")[0]):]
+        if ref in self.ids:
+            return self.ids[ref]
+        if not ref.startswith("#"):
+            raise SchemaError(f"remote $ref {ref!r} is not supported (only local refs starting with '#')",
+                              keyword="$ref", pointer=where)
+        frag = ref[1:]
+        if frag and not frag.startswith("/"):
+            if frag in self.anchors:
+                return self.anchors[frag]
+            raise SchemaError(f"$ref anchor {ref!r} not found", keyword="$ref", pointer=where)
+        node: Any = self.root
+        ptr = ""
+        for raw in frag.split("/")[1:]:
+            token = _unescape(raw)
+            if isinstance(node, dict) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                raise SchemaError(f"$ref {ref!r} points to nothing", keyword="$ref", pointer=where)
+            ptr += "/" + _escape(token)
+        return node, ptr

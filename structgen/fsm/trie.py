@@ -1,0 +1,183 @@
+"""A vocabulary's tokens as a byte trie in level order, and the vectorised walk of a byte DFA over it.
+
+Layout (built once per vocabulary, ``trie_of(vocab)`` memoises it by fingerprint):
+
+- ``order``: the ids of the walkable tokens (bytes not ``None``) sorted by their bytes; a
+  trie node's subtree is the contiguous slice ``order[sub_lo[n]:sub_hi[n]]``, and the tokens
+  spelling exactly node ``n``'s path come first: ``order[sub_lo[n]:sub_lo[n] + n_end[n]]``.
+- nodes are numbered by depth (node 0 is the root, the empty prefix), so the children of a
+  node are the contiguous range ``child_lo[n]:child_hi[n]``; ``byte[n]`` labels the edge into n.
+- ``below[n]``: the set of bytes on edges strictly below ``n`` ([n, 4] uint64, bit b of word
+  b >> 6), so a subtree whose bytes all loop on the current DFA state is resolved without
+  walking it (JSON string bodies, digit runs, whitespace runs).
+
+``TokenTrie.walk(dfa, loops, roots)`` returns, for every root DFA state, the tokens that stay
+alive when their bytes are fed from that state, and the state each one ends in.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .dfa import UNKNOWN
+from .vocabulary import Vocabulary
+
+
+class WalkResult(NamedTuple):
+    """Alive tokens of one walk: ``order`` positions ``lo[i]:hi[i]`` end in ``state[i]``, for root ``root[i]``."""
+
+    root: np.ndarray  # [r] int64 index into the roots passed to walk
+    lo: np.ndarray  # [r] int64
+    hi: np.ndarray  # [r] int64
+    state: np.ndarray  # [r] int32 DFA state the tokens of the range end in
+
+
+class TokenTrie:
+    """Level-ordered byte trie over a vocabulary's walkable tokens (immutable once built)."""
+
+    def __init__(self, vocab: Vocabulary):
+        self.fingerprint = vocab.fingerprint
+        ids = [i for i, t in enumerate(vocab.tokens) if t]
+        ids.sort(key=lambda i: vocab.tokens[i])
+        self.order = np.asarray(ids, dtype=np.int32)  # [T] token ids in byte order
+        self._build([vocab.tokens[i] for i in ids])
+
+    # ------------------------------------------------------------------ construction
+    def _build(self, toks: list[bytes]) -> None:
+        T = len(toks)
+        lens = np.fromiter((len(t) for t in toks), dtype=np.int64, count=T)  # [T]
+        depth_max = int(lens.max()) if T else 0
+        flat = np.frombuffer(b"".join(toks), dtype=np.uint8)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]) if T else np.zeros(0, np.int64)
+        lcp = self._lcp(toks)  # [T] common prefix length with the previous token (0 for the first)
+        levels_pos, level_start = [np.zeros(1, np.int64)], [0, 1]
+        for d in range(1, depth_max + 1):  # a token creates nodes at depths lcp+1 .. len
+            levels_pos.append(np.flatnonzero((lcp < d) & (lens >= d)))
+            level_start.append(level_start[-1] + len(levels_pos[-1]))
+        n = level_start[-1]
+        self.num_nodes = n
+        self.level_start = np.asarray(level_start, dtype=np.int64)
+        self.byte = np.zeros(n, dtype=np.uint8)
+        self.sub_lo = np.zeros(n, dtype=np.int64)
+        self.sub_hi = np.full(n, T, dtype=np.int64)
+        self.n_end = np.zeros(n, dtype=np.int64)
+        self.child_lo = np.zeros(n, dtype=np.int64)
+        self.child_hi = np.zeros(n, dtype=np.int64)
+        for d in range(1, depth_max + 1):
+            pos, a = levels_pos[d], level_start[d]
+            sl = slice(a, a + len(pos))
+            breaks = np.flatnonzero(lcp < d)  # a token not sharing the depth-d prefix of its predecessor
+            nxt = np.searchsorted(breaks, pos, side="right")
+            self.sub_lo[sl] = pos
+            self.sub_hi[sl] = np.append(breaks, T)[nxt]
+            exact = np.concatenate([[0], np.cumsum(lens == d)])
+            self.n_end[sl] = exact[self.sub_hi[sl]] - exact[pos]
+            self.byte[sl] = flat[starts[pos] + d - 1]
+            parents = slice(level_start[d - 1], level_start[d])
+            self.child_lo[parents] = a + np.searchsorted(pos, self.sub_lo[parents])
+            self.child_hi[parents] = a + np.searchsorted(pos, self.sub_hi[parents])
+        self.below = self._below_sets()
+
+    @staticmethod
+    def _lcp(toks: list[bytes]) -> np.ndarray:
+        out = np.zeros(len(toks), dtype=np.int64)
+        for i in range(1, len(toks)):
+            a, b = toks[i - 1], toks[i]
+            m = min(len(a), len(b))
+            k = 0
+            while k < m and a[k] == b[k]:
+                k += 1
+            out[i] = k
+        return out
+
+    def _below_sets(self) -> np.ndarray:
+        """``below[n]`` = bytes of every edge strictly under n, filled from the deepest level up."""
+        below = np.zeros((self.num_nodes, 4), dtype=np.uint64)  # [n, 4] uint64 byte sets
+        bit = np.zeros((self.num_nodes, 4), dtype=np.uint64)
+        rows = np.arange(self.num_nodes)
+        bit[rows, self.byte >> 6] = np.left_shift(np.uint64(1), (self.byte & 63).astype(np.uint64))
+        bit[0] = 0
+        mine = below | bit  # edge into n plus everything under n
+        for d in range(len(self.level_start) - 2, -1, -1):
+            lo, hi = self.level_start[d], self.level_start[d + 1]
+            par = np.arange(lo, hi)
+            par = par[self.child_hi[par] > self.child_lo[par]]
+            if not len(par):
+                continue
+            a, b = self.level_start[d + 1], self.level_start[d + 2]
+            # the children of consecutive parents tile level d + 1 in order
+            below[par] = np.bitwise_or.reduceat(mine[a:b], self.child_lo[par] - a, axis=0)
+            mine[par] = below[par] | bit[par]
+        return below
+
+    # ------------------------------------------------------------------ the walk
+    def walk(self, table_of: Callable[[], np.ndarray], ensure: Callable, loops: Callable, roots) -> WalkResult:
+        """Feed every token's bytes from each state of ``roots`` through a lazily expanded DFA.
+
+        table_of(): the DFA's current transition table (re-read after ``ensure``, which may grow it).
+        ensure(states): expand the rows of those DFA states.
+        loops(states): [m, 4] uint64 sets of the bytes that lead each (expanded) state to itself.
+        Only children of live nodes are visited; a node whose whole subtree loops on its state is
+        resolved as one range.
+        """
+        roots = np.asarray(roots, dtype=np.int32)
+        nodes = np.zeros(len(roots), dtype=np.int64)
+        states = roots.copy()
+        owner = np.arange(len(roots), dtype=np.int64)
+        out: list[tuple[np.ndarray, ...]] = []
+        while len(nodes):
+            kids = self.child_hi[nodes] > self.child_lo[nodes]
+            table = table_of()
+            if kids.any() and (table[states[kids], 0] == UNKNOWN).any():
+                ensure(states[kids])
+                table = table_of()
+            whole = ~kids
+            if kids.any():
+                free = ~np.any(self.below[nodes[kids]] & ~loops(states[kids]), axis=1)
+                whole[kids] = free
+            lo = self.sub_lo[nodes]
+            hi = np.where(whole, self.sub_hi[nodes], lo + self.n_end[nodes])
+            keep = hi > lo
+            out.append((owner[keep], lo[keep], hi[keep], states[keep]))
+            go = ~whole
+            nodes, states, owner = nodes[go], states[go], owner[go]
+            if not len(nodes):
+                break
+            first = self.child_lo[nodes]
+            count = self.child_hi[nodes] - first
+            parent = np.repeat(np.arange(len(nodes)), count)
+            child = np.arange(int(count.sum()), dtype=np.int64) + np.repeat(first - (np.cumsum(count) - count), count)
+            nxt = table[states[parent], self.byte[child]]  # [m] int32 DFA state after the child's byte
+            live = nxt >= 0
+            nodes, states, owner = child[live], nxt[live], owner[parent[live]]
+        if not out:
+            e = np.zeros(0, np.int64)
+            return WalkResult(e, e, e, np.zeros(0, np.int32))
+        return WalkResult(*(np.concatenate(c) for c in zip(*out)))
+
+    def expand_ranges(self, lo: np.ndarray, hi: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and end states of the ``order`` ranges ``lo[i]:hi[i]`` (each ending in ``state[i]``)."""
+        count = hi - lo
+        total = int(count.sum())
+        pos = np.arange(total, dtype=np.int64) + np.repeat(lo - (np.cumsum(count) - count), count)
+        return self.order[pos], np.repeat(state, count).astype(np.int32)
+
+
+_TRIES: dict[str, TokenTrie] = {}
+_TRIES_LOCK = threading.Lock()
+
+
+def trie_of(vocab: Vocabulary) -> TokenTrie:
+    """The trie of ``vocab``, built once per fingerprint and kept (a few MB per vocabulary)."""
+    t = _TRIES.get(vocab.fingerprint)
+    if t is None:
+        with _TRIES_LOCK:
+            t = _TRIES.get(vocab.fingerprint)
+            if t is None:
+                if len(_TRIES) >= 8:
+                    _TRIES.pop(next(iter(_TRIES)))
+                t = _TRIES[vocab.fingerprint] = TokenTrie(vocab)
+    return t

@@ -1,0 +1,132 @@
+"""Triton kernels of ``attention.py`` (imported lazily through ``_backend.kernel_module``).
+
+Online softmax over K/V rows gathered from the pool through slot indices. ``m`` is the running
+row maximum, ``l`` the running sum of ``exp(s - m)``; fully masked rows keep ``l == 0`` and
+produce zeros. fp32 inputs use IEEE dots (no TF32), 16-bit inputs accumulate in fp32.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def online_softmax_step(q, k_ptrs, v_ptrs, valid, kv_mask, m, l, acc, sm_scale,
+                        PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """Fold one [BLOCK_N] tile of keys/values into (m, l, acc); ``valid`` is [rows, BLOCK_N].
+
+    ``UPCAST`` computes the dots in fp32 (the interpreter mis-handles 16-bit dots).
+    """
+    k = tl.load(k_ptrs, mask=kv_mask, other=0.0)  # [BLOCK_N, BLOCK_D]
+    if UPCAST:
+        q = q.to(tl.float32)
+        k = k.to(tl.float32)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * sm_scale  # [rows, BLOCK_N] fp32
+    s = tl.where(valid, s, float("-inf"))
+    m_new = tl.maximum(m, tl.max(s, axis=1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp(m - m_safe)
+    p = tl.exp(s - m_safe[:, None])
+    v = tl.load(v_ptrs, mask=kv_mask, other=0.0)  # [BLOCK_N, BLOCK_D]
+    if UPCAST:
+        v = v.to(tl.float32)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return m_new, l * alpha + tl.sum(p, axis=1), acc
+
+
+@triton.jit
+def decode_split(q_ptr, k_ptr, v_ptr, kv_indptr_ptr, kv_indices_ptr, mid_o_ptr, mid_lse_ptr, sm_scale,
+                 stride_qb, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh,
+                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr,
+                 BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+                 UPCAST: tl.constexpr):
+    """Program (b, kv head, split): partial attention of the GROUP query heads over one KV chunk."""
+    b = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1).to(tl.int64)
+    split = tl.program_id(2)
+    start = tl.load(kv_indptr_ptr + b).to(tl.int64)
+    length = (tl.load(kv_indptr_ptr + b + 1) - start).to(tl.int32)
+    chunk = tl.cdiv(tl.cdiv(length, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    lo = split * chunk
+    hi = tl.minimum(lo + chunk, length)
+    g = tl.arange(0, BLOCK_G)
+    d = tl.arange(0, BLOCK_D)
+    heads = kvh * GROUP + g  # [BLOCK_G]
+    q_mask = (g < GROUP)[:, None] & (d < HEAD_DIM)[None, :]
+    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + d[None, :], mask=q_mask, other=0.0)
+    m = tl.full((BLOCK_G,), float("-inf"), tl.float32)
+    l = tl.zeros((BLOCK_G,), tl.float32)
+    acc = tl.zeros((BLOCK_G, BLOCK_D), tl.float32)
+    for n0 in range(lo, hi, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = n < hi
+        slots = tl.load(kv_indices_ptr + start + n, mask=n_mask, other=0).to(tl.int64)
+        kv_mask = n_mask[:, None] & (d < HEAD_DIM)[None, :]
+        k_ptrs = k_ptr + slots[:, None] * stride_kn + kvh * stride_kh + d[None, :]
+        v_ptrs = v_ptr + slots[:, None] * stride_vn + kvh * stride_vh + d[None, :]
+        m, l, acc = online_softmax_step(q, k_ptrs, v_ptrs, n_mask[None, :], kv_mask, m, l, acc, sm_scale,
+                                        PRECISION, UPCAST)
+    l_safe = tl.where(l == 0.0, 1.0, l)
+    lse = tl.where(l == 0.0, float("-inf"), m + tl.log(l_safe))
+    row = (b * GROUP * tl.num_programs(1) + heads) * NUM_SPLITS + split  # [BLOCK_G] in [B, Hq, S]
+    tl.store(mid_lse_ptr + row, lse, mask=g < GROUP)
+    tl.store(mid_o_ptr + row[:, None] * HEAD_DIM + d[None, :], acc / l_safe[:, None], mask=q_mask)
+
+
+@triton.jit
+def decode_reduce(mid_o_ptr, mid_lse_ptr, out_ptr, stride_ob, stride_oh, n_heads,
+                  HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Program (b, q head): merge the NUM_SPLITS partial results by their log-sum-exp."""
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    s = tl.arange(0, BLOCK_S)
+    d = tl.arange(0, BLOCK_D)
+    row = (b * n_heads + h) * NUM_SPLITS + s  # [BLOCK_S]
+    lse = tl.load(mid_lse_ptr + row, mask=s < NUM_SPLITS, other=float("-inf"))
+    top = tl.max(lse, axis=0)
+    w = tl.exp(lse - tl.where(top == float("-inf"), 0.0, top))  # [BLOCK_S]
+    o_mask = (s < NUM_SPLITS)[:, None] & (d < HEAD_DIM)[None, :]
+    o = tl.load(mid_o_ptr + row[:, None] * HEAD_DIM + d[None, :], mask=o_mask, other=0.0)
+    total = tl.sum(w, axis=0)
+    out = tl.sum(w[:, None] * o, axis=0) / tl.where(total == 0.0, 1.0, total)  # [BLOCK_D]
+    tl.store(out_ptr + b * stride_ob + h * stride_oh + d, out.to(out_ptr.dtype.element_ty), mask=d < HEAD_DIM)
+
+
+@triton.jit
+def extend(q_ptr, k_ptr, v_ptr, out_ptr, qo_indptr_ptr, kv_indptr_ptr, kv_indices_ptr, sm_scale,
+           stride_qt, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_ot, stride_oh,
+           GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+           UPCAST: tl.constexpr):
+    """Program (query block, b, q head): causal over the new tokens, full over the cached prefix."""
+    mblk = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    h = tl.program_id(2).to(tl.int64)
+    kvh = h // GROUP
+    q_start = tl.load(qo_indptr_ptr + b).to(tl.int64)
+    n_q = (tl.load(qo_indptr_ptr + b + 1) - q_start).to(tl.int32)
+    kv_start = tl.load(kv_indptr_ptr + b).to(tl.int64)
+    n_kv = (tl.load(kv_indptr_ptr + b + 1) - kv_start).to(tl.int32)
+    prefix = n_kv - n_q
+    i = mblk * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M] query index within the sequence
+    d = tl.arange(0, BLOCK_D)
+    q_mask = (i < n_q)[:, None] & (d < HEAD_DIM)[None, :]
+    q_rows = (q_start + i).to(tl.int64)
+    q = tl.load(q_ptr + q_rows[:, None] * stride_qt + h * stride_qh + d[None, :], mask=q_mask, other=0.0)
+    m = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+    l = tl.zeros((BLOCK_M,), tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    hi = tl.minimum(n_kv, prefix + (mblk + 1) * BLOCK_M)
+    hi = tl.where(mblk * BLOCK_M < n_q, hi, 0)
+    for n0 in range(0, hi, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = n < n_kv
+        slots = tl.load(kv_indices_ptr + kv_start + n, mask=n_mask, other=0).to(tl.int64)
+        kv_mask = n_mask[:, None] & (d < HEAD_DIM)[None, :]
+        k_ptrs = k_ptr + slots[:, None] * stride_kn + kvh * stride_kh + d[None, :]
+        v_ptrs = v_ptr + slots[:, None] * stride_vn + kvh * stride_vh + d[None, :]
+        valid = n_mask[None, :] & (n[None, :] <= (prefix + i)[:, None])
+        m, l, acc = online_softmax_step(q, k_ptrs, v_ptrs, valid, kv_mask, m, l, acc, sm_scale,
+                                        PRECISION, UPCAST)
+    out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
+    o_ptrs = out_ptr + q_rows[:, None] * stride_ot + h * stride_oh + d[None, :]
+    tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=q_mask)

@@ -1,0 +1,210 @@
+"""Attention over the paged KV pool, read through slot indices.
+
+The pool holds one K and one V row per slot: ``k_pool, v_pool [N, Hkv, D]``. Sequence ``b``'s
+context is the slots ``kv_indices[kv_indptr[b]:kv_indptr[b+1]]`` in position order. Query heads
+are grouped: ``Hq`` is a multiple of ``Hkv`` and query head ``h`` reads KV head
+``h // (Hq // Hkv)``. Scores are ``sm_scale * q . k`` (default ``D ** -0.5``), softmax in fp32, the
+result in ``q``'s dtype. A sequence with no KV rows gets a zero output.
+
+* :func:`decode_attention`: one new query per sequence, attending its whole context (the new
+  token's K/V already written into the pool). Split-K: the context is cut into ``num_splits``
+  chunks processed in parallel and merged by log-sum-exp, so short batches fill the GPU.
+* :func:`extend_attention`: ``n_q`` new tokens per sequence after a cached prefix; their K/V are
+  the last ``n_q`` slots of the sequence's context. New token ``i`` attends context positions
+  ``j <= n_kv - n_q + i`` (full over the prefix, causal among the new tokens).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from structgen.errors import KernelInputError
+from structgen.kernels import _backend as B
+
+DECODE_BLOCK_N = 64
+EXTEND_BLOCK_M = 64
+EXTEND_BLOCK_N = 64
+
+
+def _check_pool(q, k_pool, v_pool, indptr_names: tuple[str, ...], tensors: tuple[torch.Tensor, ...], kv_indices):
+    """Validate the shared arguments of both attention entry points; return (Hq, Hkv, D)."""
+    B.check_tensor("q", q, ndim=3, dtypes=B.FLOAT_DTYPES)
+    dev = q.device
+    B.check_tensor("k_pool", k_pool, ndim=3, dtypes=(q.dtype,), device=dev)
+    B.check_tensor("v_pool", v_pool, ndim=3, dtypes=(q.dtype,), device=dev)
+    for name, t in zip(indptr_names, tensors):
+        B.check_tensor(name, t, ndim=1, dtypes=B.INT_DTYPES, device=dev)
+    B.check_tensor("kv_indices", kv_indices, ndim=1, dtypes=B.INT_DTYPES, device=dev)
+    for name, t in (("q", q), ("k_pool", k_pool), ("v_pool", v_pool)):
+        B.check_last_dim_contiguous(name, t)
+    if k_pool.shape != v_pool.shape:
+        raise KernelInputError(f"k_pool {tuple(k_pool.shape)} and v_pool {tuple(v_pool.shape)} must have one shape")
+    n_q_heads, n_kv_heads, head_dim = q.shape[1], k_pool.shape[1], k_pool.shape[2]
+    if q.shape[2] != head_dim:
+        raise KernelInputError(f"q head_dim {q.shape[2]} != pool head_dim {head_dim}; q must be [.., Hq, {head_dim}]")
+    if n_kv_heads == 0 or n_q_heads % n_kv_heads:
+        raise KernelInputError(f"query heads ({n_q_heads}) must be a multiple of KV heads ({n_kv_heads})")
+    return n_q_heads, n_kv_heads, head_dim
+
+
+def _scale(sm_scale: float | None, head_dim: int) -> float:
+    return float(sm_scale) if sm_scale is not None else 1.0 / math.sqrt(head_dim)
+
+
+def _precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+# ---------------------------------------------------------------- decode
+
+
+def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *, num_splits=None, backend="auto"):
+    """Attention of one query per sequence over its pooled context; returns ``[B, Hq, D]``.
+
+    Args:
+        q: ``[B, Hq, D]`` float32/bfloat16/float16. k_pool, v_pool: ``[N, Hkv, D]``, q's dtype.
+        kv_indptr: ``[B + 1]`` int32/int64. kv_indices: ``[nnz]`` int32/int64 slot ids.
+        sm_scale: score scale, default ``D ** -0.5``.
+        num_splits: KV chunks per sequence for the Triton path (default from the batch shape,
+            no host sync); ignored by the torch path.
+    """
+    n_q_heads, n_kv_heads, head_dim = _check_pool(q, k_pool, v_pool, ("kv_indptr",), (kv_indptr,), kv_indices)
+    B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
+    scale = _scale(sm_scale, head_dim)
+    if B.resolve_backend(backend, q.device) == "triton":
+        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, num_splits)
+    return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale)
+
+
+def _attend(q, k, v, scale, causal_offset=None):
+    """fp32 attention of ``q [Hq, n_q, D]`` over ``k, v [Hkv, n_kv, D]``; ``causal_offset`` = prefix."""
+    group = q.shape[0] // k.shape[0]
+    k, v = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)  # [Hq, n_kv, D]
+    s = torch.einsum("hqd,hkd->hqk", q, k) * scale  # [Hq, n_q, n_kv]
+    if causal_offset is not None:
+        i = torch.arange(q.shape[1], device=q.device).unsqueeze(1)  # [n_q, 1]
+        j = torch.arange(k.shape[1], device=q.device).unsqueeze(0)  # [1, n_kv]
+        s = s.masked_fill(j > causal_offset + i, float("-inf"))
+    return torch.einsum("hqk,hkd->hqd", torch.softmax(s, dim=-1), v)  # [Hq, n_q, D]
+
+
+def decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale) -> torch.Tensor:
+    """Reference implementation of :func:`decode_attention`: gather each context, attend in fp32."""
+    out = torch.zeros_like(q)  # [B, Hq, D]
+    bounds = kv_indptr.tolist()
+    for b in range(q.shape[0]):
+        slots = kv_indices[bounds[b]:bounds[b + 1]].long()  # [L]
+        if slots.numel() == 0:
+            continue
+        k = k_pool[slots].float().transpose(0, 1)  # [Hkv, L, D]
+        v = v_pool[slots].float().transpose(0, 1)
+        out[b] = _attend(q[b].float().unsqueeze(1), k, v, sm_scale).squeeze(1).to(q.dtype)
+    return out
+
+
+def default_num_splits(batch: int, n_kv_heads: int) -> int:
+    """Splits per sequence so that about 256 programs run: 1 for large batches, up to 16."""
+    want = max(1, 256 // max(1, batch * n_kv_heads))
+    return min(16, 1 << (want.bit_length() - 1))
+
+
+def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, num_splits=None) -> torch.Tensor:
+    """Triton implementation of :func:`decode_attention` (split-K, then a log-sum-exp merge)."""
+    n, n_q_heads, head_dim = q.shape
+    n_kv_heads = k_pool.shape[1]
+    out = torch.empty_like(q)  # [B, Hq, D]
+    if n == 0:
+        return out
+    splits = int(num_splits) if num_splits else default_num_splits(n, n_kv_heads)
+    group = n_q_heads // n_kv_heads
+    mid_o = torch.empty((n, n_q_heads, splits, head_dim), dtype=torch.float32, device=q.device)
+    mid_lse = torch.empty((n, n_q_heads, splits), dtype=torch.float32, device=q.device)
+    block_d = max(16, triton_next_pow2(head_dim))
+    k = B.kernel_module("structgen.kernels._triton_attention")
+    k.decode_split[(n, n_kv_heads, splits)](
+        q, k_pool, v_pool, kv_indptr, kv_indices, mid_o, mid_lse, sm_scale,
+        q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), v_pool.stride(0), v_pool.stride(1),
+        GROUP=group, HEAD_DIM=head_dim, NUM_SPLITS=splits, BLOCK_G=max(16, triton_next_pow2(group)),
+        BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d, PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(),
+    )
+    k.decode_reduce[(n, n_q_heads)](
+        mid_o, mid_lse, out, out.stride(0), out.stride(1), n_q_heads,
+        HEAD_DIM=head_dim, NUM_SPLITS=splits, BLOCK_S=triton_next_pow2(splits), BLOCK_D=block_d,
+    )
+    return out
+
+
+def triton_next_pow2(x: int) -> int:
+    """Smallest power of two >= x (>= 1)."""
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+# ---------------------------------------------------------------- extend (prefill after a cached prefix)
+
+
+def extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale=None, *, max_q_len=None,
+                     backend="auto"):
+    """Attention of the new tokens of each sequence over its cached prefix and themselves.
+
+    Args:
+        q: ``[T, Hq, D]``, the new tokens of all sequences, sequence ``b`` at rows
+            ``qo_indptr[b]:qo_indptr[b+1]``. k_pool, v_pool: ``[N, Hkv, D]``, q's dtype, the new
+            tokens' K/V already written. qo_indptr, kv_indptr: ``[B + 1]`` int32/int64; each
+            sequence needs ``n_kv >= n_q``. kv_indices: ``[nnz]`` slot ids, new tokens last.
+        max_q_len: the largest ``n_q`` (sizes the Triton grid); computed from ``qo_indptr``
+            (one host sync) when omitted.
+    Returns:
+        ``[T, Hq, D]`` in q's dtype.
+    """
+    _, _, head_dim = _check_pool(q, k_pool, v_pool, ("qo_indptr", "kv_indptr"), (qo_indptr, kv_indptr), kv_indices)
+    if qo_indptr.shape != kv_indptr.shape:
+        raise KernelInputError(f"qo_indptr {tuple(qo_indptr.shape)} and kv_indptr {tuple(kv_indptr.shape)} "
+                               "must both be [B + 1]")
+    scale = _scale(sm_scale, head_dim)
+    if B.resolve_backend(backend, q.device) == "triton":
+        return extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, scale, max_q_len)
+    return extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, scale)
+
+
+def extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale) -> torch.Tensor:
+    """Reference implementation of :func:`extend_attention`: gather, causal-offset mask, fp32 softmax."""
+    out = torch.zeros_like(q)  # [T, Hq, D]
+    qb, kb = qo_indptr.tolist(), kv_indptr.tolist()
+    for b in range(len(qb) - 1):
+        n_q, n_kv = qb[b + 1] - qb[b], kb[b + 1] - kb[b]
+        if n_kv < n_q:
+            raise KernelInputError(f"sequence {b} has {n_q} new tokens but only {n_kv} KV slots; "
+                                   "write the new tokens' K/V into the pool and list their slots last")
+        if n_q == 0:
+            continue
+        slots = kv_indices[kb[b]:kb[b + 1]].long()  # [n_kv]
+        k = k_pool[slots].float().transpose(0, 1)  # [Hkv, n_kv, D]
+        v = v_pool[slots].float().transpose(0, 1)
+        qs = q[qb[b]:qb[b + 1]].float().transpose(0, 1)  # [Hq, n_q, D]
+        out[qb[b]:qb[b + 1]] = _attend(qs, k, v, sm_scale, n_kv - n_q).transpose(0, 1).to(q.dtype)
+    return out
+
+
+def extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale, max_q_len=None):
+    """Triton implementation of :func:`extend_attention` (one program per query block and head)."""
+    n_tokens, n_q_heads, head_dim = q.shape
+    out = torch.empty_like(q)  # [T, Hq, D]
+    n_seq = qo_indptr.shape[0] - 1
+    if n_tokens == 0 or n_seq == 0:
+        return out
+    if max_q_len is None:
+        max_q_len = int((qo_indptr[1:] - qo_indptr[:-1]).max())
+    if max_q_len <= 0:
+        return out
+    k = B.kernel_module("structgen.kernels._triton_attention")
+    grid = ((max_q_len + EXTEND_BLOCK_M - 1) // EXTEND_BLOCK_M, n_seq, n_q_heads)
+    k.extend[grid](
+        q, k_pool, v_pool, out, qo_indptr, kv_indptr, kv_indices, sm_scale,
+        q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), v_pool.stride(0), v_pool.stride(1),
+        out.stride(0), out.stride(1),
+        GROUP=n_q_heads // k_pool.shape[1], HEAD_DIM=head_dim, BLOCK_M=EXTEND_BLOCK_M, BLOCK_N=EXTEND_BLOCK_N,
+        BLOCK_D=max(16, triton_next_pow2(head_dim)), PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(),
+    )
+    return out

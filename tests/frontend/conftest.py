@@ -1,0 +1,27 @@
+"""Fixtures for program tests: a fake runtime (fast, deterministic) and the real default model."""
+
+from __future__ import annotations
+
+import pytest
+from fake_runtime import FakeRuntime
+
+import structgen.frontend as sg
+
+
+@pytest.fixture
+def fake_rt():
+    """A fresh ``FakeRuntime``; also the default backend for the duration of the test."""
+    rt = FakeRuntime()
+    sg.set_default_backend(rt)
+    yield rt
+    sg.set_default_backend(None)
+
+
+@pytest.fixture(scope="session")
+def real_rt():
+    """The embedded default model in a ``Runtime``, shared by this directory's slow tests."""
+    from structgen.engine import Runtime
+
+    rt = Runtime()
+    yield rt
+    rt.shutdown()

@@ -1,0 +1,97 @@
+"""Programs on the embedded default model (SmolLM2-135M-Instruct): results valid, prefixes cached."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import BaseModel
+
+import structgen.frontend as sg
+
+pytestmark = pytest.mark.slow
+
+
+@sg.function
+def assistant_program(s, question):
+    s += sg.system("You are a concise assistant.")
+    s += sg.user(question)
+    s += sg.assistant(sg.select("verdict", ["yes", "no"]))
+    if s["verdict"] == "yes":
+        s += sg.user("Why? Answer in a few words.")
+    else:
+        s += sg.user("What is true instead? Answer in a few words.")
+    s += sg.assistant(sg.gen("reason", max_tokens=12, stop="\n"))
+    s += sg.user("Name three colours, one per line.")
+    colours = []
+    with s.assistant():
+        for i in range(3):
+            s += f"{i + 1}. " + sg.gen("colour", max_tokens=6, stop="\n") + "\n"
+            colours.append(s["colour"])
+    s["colours"] = colours
+    forks = s.fork(3)
+    for i, f in enumerate(forks):
+        f += sg.user(f"Give a number between {i} and {i + 10}.")
+        f += sg.assistant(sg.gen("number", regex=r"[0-9]{1,2}", max_tokens=4))
+    s["numbers"] = [f["number"] for f in forks]
+    s += sg.user("Thanks.")
+
+
+def test_multi_turn_branch_loop_and_fork(real_rt):
+    before = real_rt.stats()["cached_prompt_tokens"]
+    state = assistant_program.run(question="Is water wet?", runtime=real_rt)
+    assert state["verdict"] in ("yes", "no")
+    branch = "Why?" if state["verdict"] == "yes" else "What is true instead?"
+    assert state.messages()[3]["content"].startswith(branch)
+    assert isinstance(state["reason"], str) and "\n" not in state["reason"]
+    assert len(state["colours"]) == 3 and all("\n" not in c for c in state["colours"])
+    assert all(re.fullmatch(r"[0-9]{1,2}", n) for n in state["numbers"])
+    assert [m["role"] for m in state.messages()][-1] == "user"
+    # the loop's and the forks' requests found their shared prefix in the radix cache
+    assert real_rt.stats()["cached_prompt_tokens"] - before > 3 * 60
+    assert state.text().startswith("<|im_start|>system\nYou are a concise assistant.<|im_end|>\n")
+
+
+def test_forks_share_the_prefix_through_the_cache(real_rt):
+    @sg.function
+    def f(s):
+        s += sg.user("Here is a long shared instruction. " * 8 + "Say one word.")
+        forks = s.fork(3)
+        for f in forks:
+            f += sg.assistant(sg.gen("w", max_tokens=3))
+        s["metas"] = [f.get_meta_info("w") for f in forks]
+
+    state = f.run(runtime=real_rt)
+    metas = state["metas"]
+    prefix = metas[0]["prompt_tokens"] - 10  # the shared user turn, minus the assistant prefix
+    assert all(m["cached_tokens"] >= prefix for m in metas)
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+def test_gen_pydantic_schema_gives_an_instance(real_rt):
+    pytest.importorskip("structgen.fsm.pydantic")
+
+    @sg.function
+    def f(s):
+        s += sg.user("Give a city as JSON with its name and population.")
+        s += sg.assistant(sg.gen("city", schema=City, max_tokens=48))
+
+    state = f.run(runtime=real_rt)
+    assert isinstance(state["city"], City)
+
+
+def test_run_batch_equals_one_by_one_greedy(real_rt):
+    @sg.function
+    def word(s, topic):
+        s += sg.user(f"One word about {topic}:")
+        s += sg.assistant(sg.gen("w", max_tokens=4, stop="\n"))
+
+    topics = ["sea", "sun", "cats", "rain", "snow", "bread", "music", "trees",
+              "stars", "milk", "fire", "wind", "books", "clocks", "roads", "birds"]
+    batch = word.run_batch([{"topic": t} for t in topics], runtime=real_rt)
+    single = [word.run(topic=t, runtime=real_rt)["w"] for t in topics]
+    assert [s["w"] for s in batch] == single

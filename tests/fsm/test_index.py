@@ -1,0 +1,213 @@
+"""TokenFSM: token-level accept/reject, EOS and padding rules, masks, CSR export, pickling, threads."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+from structgen.constraints import Choice, Regex
+from structgen.errors import CompileLimitError
+from structgen.fsm import compile as compile_fsm
+from structgen.fsm.dfa import ByteDFA
+from structgen.fsm.index import TokenFSM, compile_token_fsm
+from structgen.fsm.rx import ALL_BYTES, ExprPool
+from structgen.fsm.vocabulary import Vocabulary
+
+
+def fsm_of(constraint, vocab, **kw):
+    return compile_token_fsm(constraint, vocab, cache=False, **kw)
+
+
+def walk_tokens(fsm, ids):
+    s = fsm.initial_state
+    for t in ids:
+        s = fsm.next_state(s, t)
+        if s < 0:
+            return -1
+    return s
+
+
+def accepts(fsm, ids) -> bool:
+    s = walk_tokens(fsm, ids)
+    return s >= 0 and fsm.is_accepting(s) and all(e in fsm.allowed_tokens(s) for e in fsm.eos_token_ids)
+
+
+def naive_allowed(fsm: TokenFSM, state: int) -> dict[int, int]:
+    """Token -> next state by walking every token's bytes one at a time (the definition)."""
+    out = {}
+    for t, b in enumerate(fsm.vocab.tokens):
+        if b:
+            n = fsm.byte_dfa.walk(state, b)
+            if n >= 0:
+                out[t] = n
+    if fsm.is_accepting(state):
+        out.update({e: state for e in fsm.eos_token_ids})
+    return out
+
+
+def bytes_ids(s: str) -> list[int]:
+    return list(s.encode())
+
+
+AB, ABC, LBRACE_Q, Q_COLON, Q_RBRACE, TRUE, SP2, D12, E_ACUTE = range(256, 265)
+
+# (constraint, token sequences that must be accepted, sequences that must be rejected)
+TABLES = [
+    (Choice(["abc", "abd", "true"]), [[ABC], [AB, ord("d")], bytes_ids("abd"), [TRUE], bytes_ids("true")],
+     [[AB], [ABC, ord("d")], bytes_ids("tru"), [AB, ord("c"), ord("c")], []]),
+    (Regex(r"[0-9]+"), [[D12], [D12, D12, ord("3")], bytes_ids("0")], [[], [D12, ord("a")], [SP2]]),
+    (Regex(r'\{"[a-z]+": (true|[0-9]+)\}'), [[LBRACE_Q, ord("k"), Q_COLON, ord(" "), TRUE, ord("}")],
+                                           bytes_ids('{"ab": 12}'), [LBRACE_Q, AB, Q_COLON, ord(" "), D12, ord("}")]],
+     [[LBRACE_Q, Q_RBRACE], bytes_ids('{"": 1}'), bytes_ids('{"a": true')]),
+    (Regex(r"é+"), [[E_ACUTE], [0xC3, 0xA9, E_ACUTE]], [[0xC3], [E_ACUTE, 0xC3]]),
+    (Regex(r"a*"), [[], [AB - 256 + 97], [ord("a")] * 5], [[AB]]),
+]
+
+
+@pytest.mark.parametrize("constraint,good,bad", TABLES)
+def test_accept_reject_tables(toy_vocab, constraint, good, bad):
+    fsm = fsm_of(constraint, toy_vocab)
+    for ids in good:
+        assert accepts(fsm, ids), ids
+    for ids in bad:
+        assert not accepts(fsm, ids), ids
+
+
+@pytest.mark.parametrize("constraint", [c for c, _, _ in TABLES])
+def test_every_reachable_row_equals_the_naive_definition(toy_vocab, constraint):
+    fsm = fsm_of(constraint, toy_vocab, eager=True)
+    for s in list(fsm._rows):
+        got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
+        assert got == naive_allowed(fsm, s)
+
+
+def test_rows_equal_naive_definition_on_a_real_vocabulary(smollm2_vocab):
+    fsm = fsm_of(Regex(r'"([^"\\]|\\.){0,6}" ?[0-9]{1,3}(\.[0-9]+)?'), smollm2_vocab)
+    s, seen = fsm.initial_state, []
+    for piece in [b'"', b"ab", b"\\", b'n"', b" ", b"12"]:
+        seen.append(s)
+        s = fsm.byte_dfa.walk(s, piece)
+    for s in seen + [s]:
+        got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
+        assert got == naive_allowed(fsm, s)
+
+
+def test_eos_only_in_accepting_states(toy_vocab):
+    fsm = fsm_of(Regex(r"ab(c)?"), toy_vocab, eager=True)
+    (eos,) = toy_vocab.eos_token_ids
+    for s in fsm._rows:
+        assert (eos in fsm.allowed_tokens(s)) == fsm.is_accepting(s)
+    s = walk_tokens(fsm, [AB])
+    assert fsm.is_accepting(s) and fsm.next_state(s, eos) == s
+    assert fsm.next_state(fsm.initial_state, eos) == -1
+
+
+def test_padding_and_special_ids_never_allowed(toy_vocab):
+    pool = ExprPool()
+    fsm = TokenFSM(ByteDFA(pool, pool.star(pool.byteset(ALL_BYTES))), toy_vocab)  # any byte string
+    pad = toy_vocab.size - 1
+    assert toy_vocab.tokens[pad] is None
+    allowed = fsm.allowed_tokens(fsm.initial_state)
+    assert pad not in allowed and fsm.next_state(fsm.initial_state, pad) == -1
+    assert len(allowed) == toy_vocab.size - 1  # every byte token, every multi-byte token, EOS
+
+
+def test_mask_bits_match_allowed_tokens(toy_vocab):
+    fsm = fsm_of(Regex(r"[a-c]+|true"), toy_vocab)
+    for s in (fsm.initial_state, walk_tokens(fsm, [ord("a")])):
+        mask = fsm.mask(s)
+        assert mask.dtype == np.int32 and mask.shape == ((toy_vocab.size + 31) // 32,)
+        bits = np.unpackbits(mask.view(np.uint8), bitorder="little")[: toy_vocab.size]
+        assert np.flatnonzero(bits).tolist() == fsm.allowed_tokens(s).tolist()
+        assert fsm.mask(s) is mask and not mask.flags.writeable
+
+
+def test_mask_covers_model_vocab_size_with_padding(smollm2_tokenizer):
+    vocab = Vocabulary.from_tokenizer(smollm2_tokenizer, vocab_size=49152 + 100)
+    fsm = fsm_of(Regex(r".*"), vocab)
+    mask = fsm.mask(fsm.initial_state)
+    assert mask.shape == ((49152 + 100 + 31) // 32,)
+    bits = np.unpackbits(mask.view(np.uint8), bitorder="little")
+    assert not bits[49152:].any() and bits[:49152].sum() > 40000
+
+
+def test_tables_export_matches_rows(toy_vocab):
+    fsm = fsm_of(Regex(r'\{"[a-z]{1,3}": [0-9]\}'), toy_vocab, eager=True)
+    t = fsm.tables()
+    assert len(t.states) == fsm.num_states_expanded == len(t.bitmask)
+    for r, s in enumerate(t.states):
+        lo, hi = t.indptr[r], t.indptr[r + 1]
+        assert t.token_ids[lo:hi].tolist() == fsm.allowed_tokens(s).tolist()
+        assert t.next_states[lo:hi].tolist() == fsm.row(s).nexts.tolist()
+        assert (t.bitmask[r] == fsm.mask(s)).all() and t.row_of_state[s] == r
+        assert t.accepting[r] == fsm.is_accepting(s)
+
+
+def test_forced_bytes(toy_vocab):
+    fsm = fsm_of(Regex(r'\{"name": "[a-z]+"(, "age": [0-9]+)?\}'), toy_vocab)
+    assert fsm.forced_bytes(fsm.initial_state) == b'{"name": "'
+    s = walk_tokens(fsm, bytes_ids('{"name": "x'))
+    assert fsm.forced_bytes(s) == b""
+    s = walk_tokens(fsm, bytes_ids('{"name": "x", '))
+    assert fsm.forced_bytes(s) == b'"age": '
+    done = walk_tokens(fsm, bytes_ids('{"name": "x"}'))
+    assert fsm.forced_bytes(done) == b""
+
+
+def test_matches_is_whole_string(toy_vocab):
+    fsm = fsm_of(Regex(r"[0-9]+"), toy_vocab)
+    assert fsm.matches("123") and not fsm.matches("12a") and not fsm.matches("")
+
+
+def test_pickle_round_trip(toy_vocab):
+    fsm = fsm_of(Regex(r"(ab|c)+d"), toy_vocab)
+    walk_tokens(fsm, [AB, ord("c")])
+    clone = pickle.loads(pickle.dumps(fsm))
+    assert clone.num_states_expanded == fsm.num_states_expanded
+    assert accepts(clone, [AB, ord("c"), AB, ord("d")]) and not accepts(clone, [AB])
+    for s in fsm._rows:
+        assert clone.allowed_tokens(s).tolist() == fsm.allowed_tokens(s).tolist()
+
+
+def test_two_threads_expanding_agree(toy_vocab):
+    fsm = fsm_of(Regex(r"[a-z]{0,40}[0-9]{0,40}"), toy_vocab)
+    seqs = [[ord("a")] * i + [ord("1")] * j for i in range(0, 40, 3) for j in range(0, 40, 7)]
+    results: list[list[int]] = [[], []]
+
+    def run(k):
+        for ids in seqs if k == 0 else reversed(seqs):
+            results[k].append(walk_tokens(fsm, ids))
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == list(reversed(results[1])) and min(results[0]) >= 0
+    ref = fsm_of(Regex(r"[a-z]{0,40}[0-9]{0,40}"), toy_vocab)  # state ids follow discovery order: compare rows
+    for ids, s in zip(seqs, results[0]):
+        assert fsm.allowed_tokens(s).tolist() == ref.allowed_tokens(walk_tokens(ref, ids)).tolist()
+
+
+def test_eager_limit_raises_compile_limit_error(toy_vocab):
+    with pytest.raises(CompileLimitError, match="max_states"):
+        fsm_of(Regex(r"[a-z]{0,500}"), toy_vocab, eager=True, max_states=50)
+
+
+def test_compile_entry_point_and_expression_built_directly(toy_vocab):
+    fsm = compile_fsm(Choice(["yes", "no"]), toy_vocab, cache=False)
+    assert accepts(fsm, bytes_ids("no")) and not accepts(fsm, bytes_ids("nope"))
+    pool = ExprPool()
+    root = pool.concat(pool.literal("x"), pool.plus(pool.byte_range(ord("0"), ord("9"))))
+    fsm = TokenFSM(ByteDFA(pool, root), toy_vocab)
+    assert accepts(fsm, [ord("x"), D12]) and not accepts(fsm, [ord("x")])
+
+
+def test_compile_from_hf_tokenizer(smollm2_tokenizer):
+    fsm = compile_fsm(Choice(["positive", "negative"]), smollm2_tokenizer, cache=False)
+    ids = smollm2_tokenizer.encode("negative", add_special_tokens=False)
+    assert accepts(fsm, ids)
+    assert fsm.vocab_size == 49152 and 2 in fsm.eos_token_ids

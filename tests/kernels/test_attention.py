@@ -1,0 +1,108 @@
+"""decode_attention / extend_attention: reference semantics, Triton within tolerance, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from structgen.kernels import decode_attention, extend_attention
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+
+
+def pool(gen, n_slots, n_kv_heads, head_dim, dtype, device):
+    k = torch.randn(n_slots, n_kv_heads, head_dim, generator=gen)
+    v = torch.randn(n_slots, n_kv_heads, head_dim, generator=gen)
+    return k.to(dtype).to(device), v.to(dtype).to(device)
+
+
+def ragged(gen, lens, n_slots, device):
+    indptr = torch.tensor([0, *lens]).cumsum(0).to(device)
+    indices = torch.randperm(n_slots, generator=gen)[: sum(lens)].to(torch.int32).to(device)
+    return indptr, indices
+
+
+def naive(q, k, v, scale, mask):
+    """Plain softmax attention of one head: q [n_q, D], k/v [n_kv, D], mask [n_q, n_kv] True = attend."""
+    s = (q @ k.T) * scale
+    return torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v
+
+
+def test_reference_decode_is_softmax_attention_with_grouped_heads(gen):
+    k_pool, v_pool = pool(gen, 20, 2, 8, torch.float32, "cpu")
+    indptr, indices = ragged(gen, [3, 0, 7], 20, "cpu")
+    q = torch.randn(3, 4, 8, generator=gen)
+    out = decode_attention(q, k_pool, v_pool, indptr, indices)
+    assert torch.equal(out[1], torch.zeros(4, 8))  # no context: zeros
+    slots = indices[3:10].long()
+    for h in range(4):
+        kv = k_pool[slots, h // 2], v_pool[slots, h // 2]
+        want = naive(q[2, h : h + 1], *kv, 1 / math.sqrt(8), torch.ones(1, 7, dtype=torch.bool))
+        torch.testing.assert_close(out[2, h], want[0], atol=1e-5, rtol=1e-5)
+
+
+def test_reference_extend_is_causal_over_new_tokens_and_full_over_the_prefix(gen):
+    k_pool, v_pool = pool(gen, 20, 1, 8, torch.float32, "cpu")
+    kv_indptr, indices = ragged(gen, [6], 20, "cpu")
+    q = torch.randn(2, 2, 8, generator=gen)  # 2 new tokens after a 4-token prefix
+    out = extend_attention(q, k_pool, v_pool, torch.tensor([0, 2]), kv_indptr, indices, sm_scale=0.3)
+    mask = torch.tensor([[True] * 5 + [False], [True] * 6])
+    for h in range(2):
+        want = naive(q[:, h], k_pool[indices.long(), 0], v_pool[indices.long(), 0], 0.3, mask)
+        torch.testing.assert_close(out[:, h], want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("num_splits", [None, 1, 3])
+def test_triton_decode_matches_reference(triton_ready, device, gen, dtype, num_splits):
+    k_pool, v_pool = pool(gen, 300, 2, 32, dtype, device)
+    indptr, indices = ragged(gen, [5, 0, 130, 1], 300, device)
+    q = torch.randn(4, 8, 32, generator=gen).to(dtype).to(device)
+    want = decode_attention(q, k_pool, v_pool, indptr, indices, backend="torch")
+    got = decode_attention(q, k_pool, v_pool, indptr, indices, backend=triton_ready, num_splits=num_splits)
+    assert got.dtype == dtype and got.shape == q.shape
+    torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype], rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_extend_matches_reference(triton_ready, device, gen, dtype):
+    k_pool, v_pool = pool(gen, 300, 2, 32, dtype, device)
+    n_kv, n_q = [5, 0, 130, 3], [5, 0, 70, 1]  # no prefix, empty, prefix 60 over two query blocks, decode-like
+    kv_indptr, indices = ragged(gen, n_kv, 300, device)
+    qo_indptr = torch.tensor([0, *n_q]).cumsum(0).to(device)
+    q = torch.randn(sum(n_q), 4, 32, generator=gen).to(dtype).to(device)
+    want = extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, backend="torch")
+    got = extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, backend=triton_ready)
+    torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype], rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_single_sequence_and_empty_batch(request, device, gen, backend):
+    if backend == "triton":
+        request.getfixturevalue("triton_ready")
+    k_pool, v_pool = pool(gen, 40, 1, 16, torch.float32, device)
+    indptr, indices = ragged(gen, [17], 40, device)
+    q = torch.randn(1, 1, 16, generator=gen).to(device)
+    out = decode_attention(q, k_pool, v_pool, indptr, indices, backend=backend)
+    slots = indices.long()
+    want = naive(q[0], k_pool[slots, 0], v_pool[slots, 0], 0.25, torch.ones(1, 17, dtype=torch.bool, device=device))
+    torch.testing.assert_close(out[0], want, atol=1e-4, rtol=1e-4)
+    empty = decode_attention(q[:0], k_pool, v_pool, indptr[:1], indices[:0], backend=backend)
+    assert empty.shape == (0, 1, 16)
+
+
+def test_invalid_inputs_raise_typed_errors(gen):
+    k_pool, v_pool = pool(gen, 10, 2, 8, torch.float32, "cpu")
+    indptr, indices = ragged(gen, [3], 10, "cpu")
+    with pytest.raises(ValueError, match="multiple of KV heads"):
+        decode_attention(torch.zeros(1, 3, 8), k_pool, v_pool, indptr, indices)
+    with pytest.raises(TypeError, match="k_pool must have dtype torch.bfloat16"):
+        decode_attention(torch.zeros(1, 2, 8, dtype=torch.bfloat16), k_pool, v_pool, indptr, indices)
+    with pytest.raises(ValueError, match="kv_indptr has 2 rows but q"):
+        decode_attention(torch.zeros(2, 2, 8), k_pool, v_pool, indptr, indices)
+    with pytest.raises(ValueError, match="head_dim"):
+        decode_attention(torch.zeros(1, 2, 4), k_pool, v_pool, indptr, indices)
+    with pytest.raises(ValueError, match="only 3 KV slots"):
+        extend_attention(torch.zeros(4, 2, 8), k_pool, v_pool, torch.tensor([0, 4]), indptr, indices)
