@@ -209,7 +209,8 @@ def _worker(conn, engine_name, tok, vocab, strict):
         for ids in instances:
             try:
                 times, accepted = engine.walk(handle, ids)
-            except Exception:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - counted as a rejection, reported on stderr
+                print(f"{engine_name}: walk failed: {type(e).__name__}: {e}", file=sys.stderr)
                 times, accepted = [], False
             steps.extend(times)
             rejected += not accepted

@@ -5,7 +5,7 @@ instruction, then the input, then ``fork(8)``; every branch asks for a 1-5 ratin
 (``gen(regex="[1-5]")``). Prefill dominates, so reusing the shared prefix's KV is what matters.
 
     python bench/program_bench.py            # 32 inputs x fork(8)
-    python bench/program_bench.py --quick    # 8 inputs x fork(8), shorter instruction
+    python bench/program_bench.py --quick    # 4 inputs x fork(8), shorter instruction
 
 Prints wall time, prompt tokens and cached prompt tokens for each setting and the speed-up.
 """
@@ -76,11 +76,11 @@ def sg_runtime(radix: bool):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="8 inputs and a shorter instruction")
-    ap.add_argument("--inputs", type=int, default=None, help="number of programs (default 32, quick 8)")
+    ap.add_argument("--quick", action="store_true", help="4 inputs and a shorter instruction")
+    ap.add_argument("--inputs", type=int, default=None, help="number of programs (default 32, quick 4)")
     ap.add_argument("--forks", type=int, default=8)
     args = ap.parse_args()
-    n_inputs = args.inputs or (8 if args.quick else 32)
+    n_inputs = args.inputs or (4 if args.quick else 32)
     text = instruction(2 if args.quick else 4)
     inputs = [{"instructions": text, "product": PRODUCTS[i % len(PRODUCTS)] + f" #{i}"} for i in range(n_inputs)]
     print(f"{n_inputs} programs x fork({args.forks}), shared instruction of {len(text)} chars")

@@ -41,3 +41,13 @@ def llama3_vocab(llama3_tokenizer):
     from structgen.fsm.vocabulary import Vocabulary
 
     return Vocabulary.from_tokenizer(llama3_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def default_runtime():
+    """One ``Runtime`` over the embedded default model, shared by every slow test (greedy tests only)."""
+    from structgen.engine.runtime import Runtime
+
+    rt = Runtime(device="cpu", max_batch_size=32, kv_cache_tokens=16384)
+    yield rt
+    rt.shutdown()

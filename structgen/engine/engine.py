@@ -187,7 +187,7 @@ class Engine:
         if rows:
             bitmask = torch.from_numpy(np.stack([seqs[i].fsm.mask(seqs[i].fsm_state) for i in rows]))  # [m, W] int32
             mask_logits_(logits, bitmask, torch.tensor(rows, dtype=torch.long))
-        out = sample(logits, [s.params for s in seqs], [s.generator for s in seqs], lse)
+        out = sample(logits, [s.params for s in seqs], [s.generator for s in seqs], lse, want_logprobs=need_lp)
         for seq, tok, lp in zip(seqs, out.tokens.tolist(), out.logprobs.tolist()):
             self._advance(seq, tok, lp)
 

@@ -32,17 +32,18 @@ def mask_logits_(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor
 
 class SampleOutput(NamedTuple):
     tokens: torch.Tensor  # [n] long, on the CPU
-    logprobs: torch.Tensor  # [n] float32: raw-model log-probability of each chosen token
+    logprobs: torch.Tensor  # [n] float32 on the CPU: log-probability of each chosen token
 
 
 def sample(
     logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator | None],
-    raw_lse: torch.Tensor | None = None,
+    raw_lse: torch.Tensor | None = None, want_logprobs: bool = True,
 ) -> SampleOutput:
     """One token per row of ``logits [n, V]`` (already masked).
 
     raw_lse: ``[n]`` log-sum-exp of each row *before* masking; the returned log-probabilities
     are ``logits[i, token] - raw_lse[i]`` (the unmasked model's), or of the masked row when None.
+    want_logprobs: False skips computing them (``logprobs`` is then all zeros).
     """
     logits = logits.float()
     n = logits.shape[0]
@@ -50,6 +51,8 @@ def sample(
     for i in range(n):
         if not params[i].greedy:
             tokens[i] = _sample_row(logits[i], params[i], generators[i])
+    if not want_logprobs:
+        return SampleOutput(tokens.cpu(), torch.zeros(n))
     lse = raw_lse if raw_lse is not None else torch.logsumexp(logits, dim=-1)  # [n]
     chosen = logits.gather(1, tokens[:, None])[:, 0]  # [n]
     return SampleOutput(tokens.cpu(), (chosen - lse).cpu())

@@ -13,6 +13,8 @@ from .primitives import (
     assistant_begin,
     assistant_end,
     gen,
+    gen_int,
+    gen_string,
     image,
     select,
     system,
@@ -33,7 +35,7 @@ greedy_token_selection = GREEDY_TOKEN_SELECTION
 
 __all__ = [
     "Backend", "ChatTemplate", "ForkGroup", "Program", "ProgramState", "RemoteRuntime", "RuntimeBackend",
-    "assistant", "assistant_begin", "assistant_end", "function", "gen", "get_default_backend",
+    "assistant", "assistant_begin", "assistant_end", "function", "gen", "gen_int", "gen_string", "get_default_backend",
     "greedy_token_selection", "image", "select", "set_default_backend", "system", "system_begin",
     "system_end", "token_length_normalized", "user", "user_begin", "user_end", "video",
 ]

@@ -74,7 +74,10 @@ class RuntimeBackend(Backend):
         return max(1, len(self.tokenizer.encode(text, add_special_tokens=False)))
 
     def prefill(self, prompt: str) -> None:
-        self.submit(prompt, None, {"max_tokens": 0}).result()
+        """One ``max_tokens=0`` request, so the prompt's KV lands in the radix cache (skipped when it is off)."""
+        config = getattr(self.runtime, "config", None)
+        if getattr(config, "radix_cache", True):
+            self.submit(prompt, None, {"max_tokens": 0}).result()
 
     def stats(self) -> dict:
         return dict(self.runtime.stats())

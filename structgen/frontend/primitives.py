@@ -166,6 +166,16 @@ def gen(
     return Gen(_check_name(name), sampling, constraint, parse, bool(return_logprob))
 
 
+def gen_int(name: str | None = None, max_tokens: int | None = None, **kwargs: Any) -> Expr:
+    """``gen`` constrained to an integer literal (SGLang's ``gen_int``); the value is a str."""
+    return gen(name, max_tokens, dtype=int, **kwargs)
+
+
+def gen_string(name: str | None = None, max_tokens: int | None = None, **kwargs: Any) -> Expr:
+    """``gen`` constrained to a double-quoted string literal (SGLang's ``gen_string``)."""
+    return gen(name, max_tokens, dtype=str, **kwargs)
+
+
 def _reject_unsupported(args: dict) -> None:
     bad = [k for k in _UNSUPPORTED_IF_SET if args[k] is not None]
     if args["n"] not in (None, 1):

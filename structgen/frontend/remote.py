@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..constraints import Choice, JsonSchema, PydanticModel, Regex
-from ..errors import ConstraintError, RequestError
+from ..errors import ConstraintError, RegexError, RequestError, SchemaError
 from .backends import Backend
 from .chat_template import ChatTemplate
 
@@ -173,12 +173,16 @@ def _raise_for_status(resp: Any, streamed: bool = False) -> None:
     if streamed:
         resp.read()
     try:
-        err = resp.json().get("error", {})
-        message, kind = err.get("message", resp.text), str(err.get("type", ""))
+        err = resp.json().get("error") or {}
+        message, code = err.get("message", resp.text), str(err.get("code") or "")
     except ValueError:
-        message, kind = resp.text, ""
-    cls = ConstraintError if any(w in kind.lower() for w in ("constraint", "schema", "regex")) else RequestError
+        message, code = resp.text, ""
+    cls = _ERROR_CODES.get(code, RequestError)
     raise cls(f"the server rejected the request (HTTP {resp.status_code}): {message}")
+
+
+# The server's error codes for constraints that do not compile (structgen/server/app.py).
+_ERROR_CODES = {"invalid_schema": SchemaError, "invalid_regex": RegexError, "invalid_constraint": ConstraintError}
 
 
 def _parse_response(data: dict) -> RemoteResult:

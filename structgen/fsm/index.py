@@ -75,6 +75,7 @@ class TokenFSM:
         self._eos = np.asarray(self.vocab.eos_token_ids, dtype=np.int32)
         self._loops = np.zeros((0, 4), dtype=np.uint64)  # [cap, 4] uint64 self-loop byte sets
         self._loops_known = np.zeros(0, dtype=bool)
+        self._utf8 = np.zeros(0, dtype=bool)  # [cap] bool every non-ASCII character loops
 
     # ------------------------------------------------------------------ public API
     @property
@@ -208,23 +209,31 @@ class TokenFSM:
             a.flags.writeable = False
         return Row(ids, nexts, mask)
 
-    def _loop_sets(self, states: np.ndarray) -> np.ndarray:
-        """[m, 4] uint64: for each expanded state, the bytes leading back to itself."""
+    def _loop_sets(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For expanded ``states``: [m, 4] uint64 sets of the bytes leading back to the same state,
+        and [m] bool "every non-ASCII character leads back" (its bytes >= 0x80 are then set too)."""
         table = self.byte_dfa.table
         if len(self._loops) < len(table):
-            grown = np.zeros((len(table), 4), dtype=np.uint64)
-            grown[: len(self._loops)] = self._loops
-            known = np.zeros(len(table), dtype=bool)
-            known[: len(self._loops_known)] = self._loops_known
-            self._loops, self._loops_known = grown, known
-        new = np.unique(states[~self._loops_known[states]])
-        if len(new):
-            rows = table[new]
-            assert (rows[:, 0] != UNKNOWN).all(), "loop sets need expanded rows"
-            eq = rows == new[:, None]  # [u, 256] bool
-            self._loops[new] = np.packbits(eq, axis=1, bitorder="little").view(np.uint64)
-            self._loops_known[new] = True
-        return self._loops[states]
+            n = len(table)
+            self._loops = np.concatenate([self._loops, np.zeros((n - len(self._loops), 4), np.uint64)])
+            self._utf8 = np.concatenate([self._utf8, np.zeros(n - len(self._utf8), bool)])
+            self._loops_known = np.concatenate([self._loops_known, np.zeros(n - len(self._loops_known), bool)])
+        unknown = states[~self._loops_known[states]]
+        if len(unknown):
+            self._learn_loops(np.unique(unknown))
+        return self._loops[states], self._utf8[states]
+
+    def _learn_loops(self, new: np.ndarray) -> None:
+        rows = self.byte_dfa.table[new]
+        assert (rows[:, 0] != UNKNOWN).all(), "loop sets need expanded rows"
+        eq = rows == new[:, None]  # [u, 256] bool
+        self._loops[new] = np.packbits(eq, axis=1, bitorder="little").view(np.uint64)
+        for k in np.flatnonzero(eq[:, 0x20:0x7F].sum(axis=1) >= 64):  # string-like: try whole characters
+            s = int(new[k])
+            if not eq[k, 0x80:].any() and loops_on_non_ascii(self.byte_dfa, s):
+                self._utf8[s] = True
+                self._loops[s, 2:] = np.uint64(0xFFFFFFFFFFFFFFFF)
+        self._loops_known[new] = True
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -239,6 +248,33 @@ class TokenFSM:
         self.byte_dfa, self.vocab, self.max_states = dfa, st["vocab"], st["max_states"]
         self._init_runtime()
         self._rows = {s: Row(*(_readonly(a) for a in r)) for s, r in st["rows"].items()}
+
+
+# UTF-8 encodings of every non-ASCII code point: (lead bytes, then one continuation range per byte)
+_UTF8_FORMS = (
+    ((0xC2, 0xDF), ((0x80, 0xBF),)),
+    ((0xE0, 0xE0), ((0xA0, 0xBF), (0x80, 0xBF))),
+    ((0xE1, 0xEC), ((0x80, 0xBF), (0x80, 0xBF))),
+    ((0xED, 0xED), ((0x80, 0x9F), (0x80, 0xBF))),
+    ((0xEE, 0xEF), ((0x80, 0xBF), (0x80, 0xBF))),
+    ((0xF0, 0xF0), ((0x90, 0xBF), (0x80, 0xBF), (0x80, 0xBF))),
+    ((0xF1, 0xF3), ((0x80, 0xBF), (0x80, 0xBF), (0x80, 0xBF))),
+    ((0xF4, 0xF4), ((0x80, 0x8F), (0x80, 0xBF), (0x80, 0xBF))),
+)
+
+
+def loops_on_non_ascii(dfa: ByteDFA, state: int) -> bool:
+    """True when every non-ASCII character (all of its UTF-8 bytes) leads ``state`` back to itself."""
+    for (lo, hi), tail in _UTF8_FORMS:
+        cur = np.unique(dfa.expand(state)[lo : hi + 1])
+        for a, b in tail:
+            if (cur < 0).any():
+                return False
+            dfa.ensure(cur)
+            cur = np.unique(dfa.table[cur][:, a : b + 1])
+        if not (cur == state).all():
+            return False
+    return True
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -191,6 +191,10 @@ class Builder:
         for kw in UNSUPPORTED:
             if kw in s and not (kw.startswith("unevaluated") and s[kw] is True):
                 self.drop(kw, ptr, f"{kw} is not supported")
+        if self.refs.draft <= 7:  # content keywords may assert before 2019-09
+            for kw in ("contentMediaType", "contentEncoding"):
+                if kw in s:
+                    self.drop(kw, ptr, f"{kw} is not enforced (it is an annotation from draft 2019-09 on)")
 
     # ------------------------------------------------------------------ helpers used by json_types
     def negate(self, r: Result, keyword: str, ptr: str) -> int:
@@ -199,6 +203,10 @@ class Builder:
             self.drop(keyword, ptr, f"{keyword} needs a complement of a schema whose language is not "
                       "complement-safe (objects with several properties in one order, multipleOf, "
                       "or recursion cut off)")
+            return self.anyv
+        if r.expr == self.anyv:
+            return self.pool.nothing
+        if r.expr == self.pool.nothing:
             return self.anyv
         return self.pool.diff(self.anyv, r.expr)
 

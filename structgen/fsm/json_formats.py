@@ -13,8 +13,8 @@ invalid slips through), sometimes rejecting rare valid forms. Semantics per form
 - ``ipv4``: dotted quad, no leading zeros. ``ipv6``: RFC 4291 text forms incl. ``::`` and an
   embedded IPv4 tail, no zone id.
 - ``uuid``: 8-4-4-4-12 hex digits, either case.
-- ``uri`` / ``uri-reference``: RFC 3986 characters (unreserved, sub-delims, ``:@/?#[]`` and
-  ``%XX``); ``uri`` needs a scheme ``[A-Za-z][A-Za-z0-9+.-]*:``.
+- ``uri`` / ``uri-reference``: the RFC 3986 grammar (``URI`` / ``URI-reference``: scheme,
+  authority with userinfo, IP-literal, port digits, path forms, query, fragment; ASCII only).
 - ``json-pointer``, ``relative-json-pointer``: RFC 6901 / draft syntax.
 """
 
@@ -49,7 +49,20 @@ IPV6 = "(?:" + "|".join([
     f"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
     f"(?:(?:{_H16}:){{0,6}}{_H16})?::",
 ]) + ")"
-_URI_CHAR = f"(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@/?#\\[\\]]|%{_HEX}{_HEX})"
+_PCT = f"%{_HEX}{_HEX}"
+_UNRES_SUB = "[A-Za-z0-9\\-._~!$&'()*+,;=]"
+_PCHAR = f"(?:{_UNRES_SUB}|{_PCT}|[:@])"
+_PCHAR_NC = f"(?:{_UNRES_SUB}|{_PCT}|@)"
+_AUTHORITY = (
+    f"(?:(?:{_UNRES_SUB}|{_PCT}|:)*@)?"
+    f"(?:\\[(?:{IPV6}|[vV]{_HEX}+\\.(?:{_UNRES_SUB}|:)+)\\]|(?:{_UNRES_SUB}|{_PCT})*)"
+    "(?::[0-9]*)?"
+)
+_SEGS = f"(?:/{_PCHAR}*)*"
+_TAIL = f"(?:\\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
+_HIER = f"(?://{_AUTHORITY}{_SEGS}|/(?:{_PCHAR}+{_SEGS})?|{_PCHAR}+{_SEGS}|)"
+_REL = f"(?://{_AUTHORITY}{_SEGS}|/(?:{_PCHAR}+{_SEGS})?|{_PCHAR_NC}+{_SEGS}|)"
+URI = f"[A-Za-z][A-Za-z0-9+.\\-]*:{_HIER}{_TAIL}"
 _JP = "(?:/(?:[^~/]|~[01])*)*"
 
 FORMATS: dict[str, str] = {
@@ -61,8 +74,8 @@ FORMATS: dict[str, str] = {
     "ipv4": IPV4,
     "ipv6": IPV6,
     "uuid": f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}",
-    "uri": f"[A-Za-z][A-Za-z0-9+.\\-]*:{_URI_CHAR}*",
-    "uri-reference": f"{_URI_CHAR}*",
+    "uri": URI,
+    "uri-reference": f"(?:{URI}|{_REL}{_TAIL})",
     "json-pointer": f"(?s:{_JP})",
     "relative-json-pointer": f"(?s:(?:0|[1-9][0-9]*)(?:#|{_JP}))",
 }

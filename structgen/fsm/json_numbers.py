@@ -87,6 +87,8 @@ class NumberBuilder:
             return p.nothing
         if width == 0:
             return p.eps
+        if lo == 0 and hi == 10**width - 1:
+            return p.repeat(self.lex.digit, width, width)
         unit = 10 ** (width - 1)
         a, b = lo // unit, hi // unit
         if a == b:
@@ -183,21 +185,28 @@ class NumberBuilder:
 
     # ------------------------------------------------------------------ scientific
     def sci_range(self, b: Bounds) -> int:
-        """Unsigned normalised scientific texts in ``b`` (ends >= 0 or None)."""
+        """Unsigned normalised scientific texts in ``b`` (ends >= 0 or None).
+
+        Decades [10**e, 10**(e+1)) strictly between the decades of the two bounds are taken
+        whole; the bounds' own decades bound the mantissa exactly.
+        """
         p = self.p
-        full: list[int] = []
+        first, last = -MAX_EXP, MAX_EXP
+        edges = set()
+        if b.lo is not None and b.lo > 0:
+            first = b.lo.adjusted() + 1
+            edges.add(b.lo.adjusted())
+        if b.hi is not None:
+            if b.hi == 0:
+                return p.nothing
+            last = b.hi.adjusted() - 1
+            edges.add(b.hi.adjusted())
         parts = []
+        if first <= last:
+            parts.append(p.concat(self.lex.mantissa, self.exponent(max(first, -MAX_EXP), min(last, MAX_EXP))))
         with decimal.localcontext(_CTX):
-            for e in range(-MAX_EXP, MAX_EXP + 1):
-                low, high = Decimal(1).scaleb(e), Decimal(1).scaleb(e + 1)
-                above = b.lo is None or low > b.lo or (low == b.lo and not b.lo_strict)
-                below = b.hi is None or high <= b.hi
-                if above and below:
-                    full.append(e)
-                    continue
-                if (b.hi is not None and (b.hi < low or (b.hi == low and b.hi_strict))) or (
-                    b.lo is not None and b.lo >= high
-                ):
+            for e in sorted(edges):
+                if not -MAX_EXP <= e <= MAX_EXP:
                     continue
                 shift = Bounds(
                     None if b.lo is None else b.lo.scaleb(-e), b.lo_strict,
@@ -205,8 +214,6 @@ class NumberBuilder:
                 )
                 mant = p.and_(self.lex.mantissa, self.plain_range(shift))
                 parts.append(p.concat(mant, self.exponent(e, e)))
-        for lo, hi in _runs(full):
-            parts.append(p.concat(self.lex.mantissa, self.exponent(lo, hi)))
         return p.alt_of(parts)
 
     def integral_sci(self) -> int:
@@ -309,13 +316,3 @@ def _halves(b: Bounds) -> tuple[Optional[Bounds], Optional[Bounds]]:
         lo, ls = (-b.hi, b.hi_strict) if b.hi is not None and b.hi <= 0 else (None, False)
         neg = Bounds(lo, ls, None if b.lo is None else -b.lo, b.lo_strict)
     return pos, neg
-
-
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for v in values:
-        if out and out[-1][1] == v - 1:
-            out[-1] = (out[-1][0], v)
-        else:
-            out.append((v, v))
-    return out

@@ -40,8 +40,10 @@ def one_of(builder, alts: list, where: str):
         p = builder.pool
         parts = []
         for i, r in enumerate(results):
-            others = p.alt_of(x.expr for j, x in enumerate(results) if j != i)
-            parts.append(p.diff(r.expr, others))
+            others = {x.expr for j, x in enumerate(results) if j != i}
+            if r.expr in others or builder.anyv in others:
+                continue
+            parts.append(p.diff(r.expr, p.alt_of(others)))
         return Result(p.alt_of(parts), True)
     builder.drop("oneOf", where, "oneOf branches may overlap and cannot be complemented exactly "
                  "(add a const discriminator property or make the branches disjoint)")

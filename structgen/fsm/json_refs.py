@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,6 +23,14 @@ def draft_of(schema: Any) -> int:
     return 2020
 
 
+_SCHEMA_MAPS = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
+_SCHEMA_LISTS = {"allOf", "anyOf", "oneOf", "prefixItems", "items"}
+_SCHEMA_ONE = {
+    "additionalProperties", "additionalItems", "items", "not", "if", "then", "else", "contains",
+    "propertyNames", "unevaluatedProperties", "unevaluatedItems",
+}
+
+
 def check_metaschema(schema: Any) -> None:
     """Raise ``SchemaError`` when ``schema`` is invalid under its declared draft's metaschema."""
     import jsonschema
@@ -29,12 +38,18 @@ def check_metaschema(schema: Any) -> None:
 
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        error = jsonschema.exceptions.best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+        error = jsonschema.exceptions.best_match(_meta_validator(cls).iter_errors(schema))
     except Exception as e:  # a metaschema that itself cannot be processed
         raise SchemaError(f"schema cannot be checked against its metaschema: {e}") from None
     if error is not None:
         ptr = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
         raise SchemaError(f"invalid schema: {error.message}", keyword=str(error.validator), pointer=ptr)
+
+
+@functools.lru_cache(maxsize=None)
+def _meta_validator(cls):
+    """One validator of each draft's metaschema (building it is the expensive part)."""
+    return cls(cls.META_SCHEMA)
 
 
 def _escape(token: str) -> str:
@@ -56,25 +71,28 @@ class Refs:
         self._scan(root, "")
 
     def _scan(self, node: Any, ptr: str) -> None:
+        """Index ``$anchor``/``$id`` of every subschema (only where keywords hold schemas)."""
         stack = [(node, ptr)]
         while stack:
             node, ptr = stack.pop()
-            if isinstance(node, dict):
-                anchor = node.get("$anchor")
-                if isinstance(anchor, str):
-                    self.anchors.setdefault(anchor, (node, ptr))
-                ident = node.get("$id", node.get("id") if self.draft <= 4 else None)
-                if isinstance(ident, str) and ptr:
-                    if ident.startswith("#"):
-                        self.anchors.setdefault(ident[1:], (node, ptr))
-                    else:
-                        self.ids.setdefault(ident, (node, ptr))
-                for k, v in node.items():
-                    if k not in ("enum", "const", "default", "examples", "example"):
-                        stack.append((v, f"{ptr}/{_escape(k)}"))
-            elif isinstance(node, list):
-                for i, v in enumerate(node):
-                    stack.append((v, f"{ptr}/{i}"))
+            if not isinstance(node, dict):
+                continue
+            anchor = node.get("$anchor")
+            if isinstance(anchor, str):
+                self.anchors.setdefault(anchor, (node, ptr))
+            ident = node.get("$id", node.get("id") if self.draft <= 4 else None)
+            if isinstance(ident, str) and ptr:
+                if ident.startswith("#"):
+                    self.anchors.setdefault(ident[1:], (node, ptr))
+                else:
+                    self.ids.setdefault(ident, (node, ptr))
+            for k, v in node.items():
+                if k in _SCHEMA_MAPS and isinstance(v, dict):
+                    stack.extend((s, f"{ptr}/{_escape(k)}/{_escape(n)}") for n, s in v.items())
+                elif k in _SCHEMA_LISTS and isinstance(v, list):
+                    stack.extend((s, f"{ptr}/{_escape(k)}/{i}") for i, s in enumerate(v))
+                elif k in _SCHEMA_ONE:
+                    stack.append((v, f"{ptr}/{_escape(k)}"))
 
     def resolve(self, ref: Any, where: str) -> tuple[Any, str]:
         """Target of ``ref`` found at pointer ``where``; ``SchemaError`` for remote/dangling refs."""

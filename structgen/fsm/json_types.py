@@ -17,6 +17,8 @@ def build_flat(b, m: Merged, ptr: str):
     from .json_build import Result
 
     p = b.pool
+    if _trivial(m):
+        return Result(b.anyv, True)
     types = m.types if m.types is not None else set(_ALL)
     parts, complete = [], True
     values = enum_values(m)
@@ -59,6 +61,14 @@ def build_flat(b, m: Merged, ptr: str):
     if extra:
         expr = p.and_(expr, *extra)
     return Result(expr, complete)
+
+
+def _trivial(m: Merged) -> bool:
+    """No keyword of ``m`` constrains anything."""
+    return (m.types is None or len(m.types) == len(_ALL)) and not (
+        m.enums or m.nots or m.ifs or m.has_string or m.has_number or m.obj_atoms or m.arr_atoms
+        or m.contains or m.unique or m.min_props or m.max_props is not None or m.min_items
+        or m.max_items is not None)
 
 
 def _if_then_else(b, s: dict, ptr: str) -> int:

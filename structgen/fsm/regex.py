@@ -55,6 +55,7 @@ class _Lowering:
         self._anchors: dict[Node, bool] = {}
         self._exprs: dict[Node, int] = {}
         self._suffix: dict[tuple[tuple[Node, ...], int], int] = {}
+        self._classes: dict[tuple[tuple[int, int], ...], int] = {}
         self.cells = self._cells(root)
 
     def run(self) -> int:
@@ -63,6 +64,12 @@ class _Lowering:
         return self.seq_ctx((self.root,), _START)
 
     # -------------------------------------------------------------- anchor-free nodes
+    def char_class(self, ranges: tuple[tuple[int, int], ...]) -> int:
+        found = self._classes.get(ranges)
+        if found is None:
+            found = self._classes[ranges] = utf8.char_class(self.pool, ranges)
+        return found
+
     def has_anchor(self, node: Node) -> bool:
         found = self._anchors.get(node)
         if found is None:
@@ -84,7 +91,7 @@ class _Lowering:
             return found
         pool = self.pool
         if isinstance(node, Chars):
-            out = utf8.char_class(pool, node.ranges)
+            out = self.char_class(node.ranges)
         elif isinstance(node, Seq):
             out = pool.concat(*[self.lower(x) for x in node.items])
         elif isinstance(node, Alt):
@@ -185,7 +192,7 @@ class _Lowering:
         if prefix == EPS_ID:
             return cases
         for k, cell in enumerate(self.cells):
-            ends_in_cell = pool.concat(pool.universal, utf8.char_class(pool, cell))
+            ends_in_cell = pool.concat(pool.universal, self.char_class(cell))
             part = pool.and_(prefix, ends_in_cell)
             if part != NOTHING_ID:
                 cases.append((part, k))
@@ -212,8 +219,8 @@ class _Lowering:
         anything = pool.universal
         if kind == "eol_m":
             return pool.and_(rest, pool.alt(EPS_ID, pool.concat(pool.literal("\n"), anything)))
-        word = utf8.char_class(pool, anchor.word)
-        other = utf8.char_class(pool, negate(anchor.word))
+        word = self.char_class(anchor.word)
+        other = self.char_class(negate(anchor.word))
         left_word = ctx >= 0 and is_subset(self.cells[ctx], anchor.word)
         starts_word = pool.concat(word, anything)
         starts_other = pool.alt(EPS_ID, pool.concat(other, anything))

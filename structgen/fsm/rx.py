@@ -25,6 +25,7 @@ memoised per node, so a sub-expression shared by many states is differentiated o
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterable, Sequence
 
 from ..errors import CompileLimitError
@@ -360,10 +361,10 @@ class ExprPool:
             self._live[a] = live
             return live
         seen = {a}
-        stack = [a]
+        stack = deque([a])  # breadth first: the shortest witness is usually a few bytes away
         found = False
         while stack and not found:
-            x = stack.pop()
+            x = stack.popleft()
             for _, t in self.row(x):
                 if t in seen or t == NOTHING_ID:
                     continue

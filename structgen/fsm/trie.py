@@ -10,6 +10,9 @@ Layout (built once per vocabulary, ``trie_of(vocab)`` memoises it by fingerprint
 - ``below[n]``: the set of bytes on edges strictly below ``n`` ([n, 4] uint64, bit b of word
   b >> 6), so a subtree whose bytes all loop on the current DFA state is resolved without
   walking it (JSON string bodies, digit runs, whitespace runs).
+- ``utf8_tail[n]``: every token of the subtree continues below ``n`` with complete, valid UTF-8
+  characters (or not at all), so a state that returns to itself on every non-ASCII character
+  (a JSON string body) resolves the subtree when its ASCII bytes loop too.
 
 ``TokenTrie.walk(dfa, loops, roots)`` returns, for every root DFA state, the tokens that stay
 alive when their bytes are fed from that state, and the state each one ends in.
@@ -24,6 +27,18 @@ import numpy as np
 
 from .dfa import UNKNOWN
 from .vocabulary import Vocabulary
+
+
+SCALAR_TAIL = 48  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
+
+
+def _row(table_of: Callable[[], np.ndarray], ensure: Callable, state: int) -> np.ndarray:
+    """The transition row of ``state``, expanded first if needed."""
+    row = table_of()[state]
+    if row[0] == UNKNOWN:
+        ensure([state])
+        row = table_of()[state]
+    return row
 
 
 class WalkResult(NamedTuple):
@@ -43,6 +58,7 @@ class TokenTrie:
         ids = [i for i, t in enumerate(vocab.tokens) if t]
         ids.sort(key=lambda i: vocab.tokens[i])
         self.order = np.asarray(ids, dtype=np.int32)  # [T] token ids in byte order
+        self.sorted_bytes = [vocab.tokens[i] for i in ids]  # token bytes in ``order``
         self._build([vocab.tokens[i] for i in ids])
 
     # ------------------------------------------------------------------ construction
@@ -79,7 +95,16 @@ class TokenTrie:
             parents = slice(level_start[d - 1], level_start[d])
             self.child_lo[parents] = a + np.searchsorted(pos, self.sub_lo[parents])
             self.child_hi[parents] = a + np.searchsorted(pos, self.sub_hi[parents])
-        self.below = self._below_sets()
+        self.below, kid_cont = self._below_sets()
+        self.kid_count = self.child_hi - self.child_lo
+        self.end_hi = self.sub_lo + self.n_end
+        kmin = np.fromiter((_utf8_valid_from(t) for t in toks), dtype=np.int64, count=T)  # [T]
+        self.utf8_tail = ~kid_cont
+        for d in range(1, depth_max + 1):
+            a, b = level_start[d], level_start[d + 1]
+            masked = np.where(lens >= d, kmin, 0)
+            self.utf8_tail[a:b] &= np.maximum.reduceat(masked, self.sub_lo[a:b]) <= d
+        self.utf8_tail[0] = False
 
     @staticmethod
     def _lcp(toks: list[bytes]) -> np.ndarray:
@@ -93,14 +118,17 @@ class TokenTrie:
             out[i] = k
         return out
 
-    def _below_sets(self) -> np.ndarray:
-        """``below[n]`` = bytes of every edge strictly under n, filled from the deepest level up."""
+    def _below_sets(self) -> tuple[np.ndarray, np.ndarray]:
+        """``below[n]`` = bytes of every edge strictly under n, filled from the deepest level up;
+        and whether some child edge of n is a UTF-8 continuation byte."""
         below = np.zeros((self.num_nodes, 4), dtype=np.uint64)  # [n, 4] uint64 byte sets
         bit = np.zeros((self.num_nodes, 4), dtype=np.uint64)
         rows = np.arange(self.num_nodes)
         bit[rows, self.byte >> 6] = np.left_shift(np.uint64(1), (self.byte & 63).astype(np.uint64))
         bit[0] = 0
         mine = below | bit  # edge into n plus everything under n
+        cont = ((self.byte >= 0x80) & (self.byte < 0xC0)).astype(np.int8)
+        kid_cont = np.zeros(self.num_nodes, dtype=bool)
         for d in range(len(self.level_start) - 2, -1, -1):
             lo, hi = self.level_start[d], self.level_start[d + 1]
             par = np.arange(lo, hi)
@@ -111,7 +139,8 @@ class TokenTrie:
             # the children of consecutive parents tile level d + 1 in order
             below[par] = np.bitwise_or.reduceat(mine[a:b], self.child_lo[par] - a, axis=0)
             mine[par] = below[par] | bit[par]
-        return below
+            kid_cont[par] = np.maximum.reduceat(cont[a:b], self.child_lo[par] - a) > 0
+        return below, kid_cont
 
     # ------------------------------------------------------------------ the walk
     def walk(self, table_of: Callable[[], np.ndarray], ensure: Callable, loops: Callable, roots) -> WalkResult:
@@ -119,9 +148,11 @@ class TokenTrie:
 
         table_of(): the DFA's current transition table (re-read after ``ensure``, which may grow it).
         ensure(states): expand the rows of those DFA states.
-        loops(states): [m, 4] uint64 sets of the bytes that lead each (expanded) state to itself.
-        Only children of live nodes are visited; a node whose whole subtree loops on its state is
-        resolved as one range.
+        loops(states) -> (bits [m, 4] uint64, utf8 [m] bool): per expanded state, the bytes that
+            lead it to itself, and whether every non-ASCII character does too (then ``bits`` has
+            all bytes >= 0x80 set).
+        Only children of live nodes are visited; a node whose whole subtree returns to its state
+        is resolved as one range.
         """
         roots = np.asarray(roots, dtype=np.int32)
         nodes = np.zeros(len(roots), dtype=np.int64)
@@ -129,34 +160,73 @@ class TokenTrie:
         owner = np.arange(len(roots), dtype=np.int64)
         out: list[tuple[np.ndarray, ...]] = []
         while len(nodes):
-            kids = self.child_hi[nodes] > self.child_lo[nodes]
+            inner = np.flatnonzero(self.kid_count[nodes])  # frontier positions with children
             table = table_of()
-            if kids.any() and (table[states[kids], 0] == UNKNOWN).any():
-                ensure(states[kids])
+            if len(inner) and (table[states[inner], 0] == UNKNOWN).any():
+                ensure(states[inner])
                 table = table_of()
-            whole = ~kids
-            if kids.any():
-                free = ~np.any(self.below[nodes[kids]] & ~loops(states[kids]), axis=1)
-                whole[kids] = free
+            hi = self.sub_hi[nodes]  # leaves and resolved subtrees: whole range
+            if len(inner):
+                n_in = nodes[inner]
+                bits, utf8 = loops(states[inner])
+                free = ~np.any(self.below[n_in] & ~bits, axis=1)
+                free &= ~utf8 | self.utf8_tail[n_in] | ~np.any(self.below[n_in, 2:], axis=1)
+                walk_on = inner[~free]
+                hi[walk_on] = self.end_hi[nodes[walk_on]]
+            else:
+                walk_on = inner
             lo = self.sub_lo[nodes]
-            hi = np.where(whole, self.sub_hi[nodes], lo + self.n_end[nodes])
-            keep = hi > lo
+            keep = np.flatnonzero(hi > lo)
             out.append((owner[keep], lo[keep], hi[keep], states[keep]))
-            go = ~whole
-            nodes, states, owner = nodes[go], states[go], owner[go]
-            if not len(nodes):
+            if not len(walk_on):
+                break
+            nodes, states, owner = nodes[walk_on], states[walk_on], owner[walk_on]
+            if int((self.sub_hi[nodes] - self.end_hi[nodes]).sum()) <= SCALAR_TAIL:
+                out.append(self._walk_tail(table_of, ensure, nodes, states, owner))
                 break
             first = self.child_lo[nodes]
-            count = self.child_hi[nodes] - first
+            count = self.kid_count[nodes]
+            ends = np.cumsum(count)
             parent = np.repeat(np.arange(len(nodes)), count)
-            child = np.arange(int(count.sum()), dtype=np.int64) + np.repeat(first - (np.cumsum(count) - count), count)
+            child = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(first - (ends - count), count)
             nxt = table[states[parent], self.byte[child]]  # [m] int32 DFA state after the child's byte
-            live = nxt >= 0
+            live = np.flatnonzero(nxt >= 0)
             nodes, states, owner = child[live], nxt[live], owner[parent[live]]
         if not out:
             e = np.zeros(0, np.int64)
             return WalkResult(e, e, e, np.zeros(0, np.int32))
         return WalkResult(*(np.concatenate(c) for c in zip(*out)))
+
+    def _walk_tail(self, table_of, ensure, nodes, states, owner) -> tuple[np.ndarray, ...]:
+        """Finish a small frontier token by token (long single tokens would cost one level per byte).
+
+        Runs of bytes that loop on the current state are skipped with ``bytes.lstrip``.
+        """
+        res: list[tuple[int, int, int, int]] = []
+        loop_bytes: dict[int, bytes] = {}
+        for node, x0, own in zip(nodes.tolist(), states.tolist(), owner.tolist()):
+            depth = self._depth(node)
+            for i in range(int(self.end_hi[node]), int(self.sub_hi[node])):
+                tok, x, pos = self.sorted_bytes[i], x0, depth
+                while pos < len(tok) and x >= 0:
+                    lb = loop_bytes.get(x)
+                    if lb is None:
+                        row = _row(table_of, ensure, x)
+                        lb = loop_bytes[x] = bytes(np.flatnonzero(row == x).tolist())
+                    pos = len(tok) - len(tok[pos:].lstrip(lb)) if lb else pos
+                    if pos < len(tok):
+                        x = int(_row(table_of, ensure, x)[tok[pos]])
+                        pos += 1
+                if x >= 0:
+                    res.append((own, i, i + 1, x))
+        if not res:
+            e = np.zeros(0, np.int64)
+            return e, e, e, np.zeros(0, np.int32)
+        arr = np.asarray(res, dtype=np.int64)
+        return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(np.int32)
+
+    def _depth(self, node: int) -> int:
+        return int(np.searchsorted(self.level_start, node, side="right")) - 1
 
     def expand_ranges(self, lo: np.ndarray, hi: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and end states of the ``order`` ranges ``lo[i]:hi[i]`` (each ending in ``state[i]``)."""
@@ -164,6 +234,17 @@ class TokenTrie:
         total = int(count.sum())
         pos = np.arange(total, dtype=np.int64) + np.repeat(lo - (np.cumsum(count) - count), count)
         return self.order[pos], np.repeat(state, count).astype(np.int32)
+
+
+def _utf8_valid_from(t: bytes) -> int:
+    """Smallest k such that ``t[k:]`` is valid UTF-8 (``len(t)`` when only the empty suffix is)."""
+    for k in range(len(t) + 1):
+        try:
+            t[k:].decode("utf-8")
+            return k
+        except UnicodeDecodeError:
+            continue
+    return len(t)
 
 
 _TRIES: dict[str, TokenTrie] = {}

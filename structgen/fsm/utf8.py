@@ -57,11 +57,16 @@ def utf8_sequences(lo: int, hi: int) -> list[list[tuple[int, int]]]:
     """Split code points ``lo..hi`` into byte-range sequences: each a list of (lo_byte, hi_byte)."""
     out: list[list[tuple[int, int]]] = []
     for s, e in normalize_ranges([(lo, hi)]):
-        for blo, bhi in _LENGTH_BOUNDS:
-            a, b = max(s, blo), min(e, bhi)
-            if a <= b:
-                _split_same_length(a, b, out)
+        _sequences_of_clean_range(s, e, out)
     return out
+
+
+def _sequences_of_clean_range(s: int, e: int, out: list[list[tuple[int, int]]]) -> None:
+    """``utf8_sequences`` for a range already free of surrogates."""
+    for blo, bhi in _LENGTH_BOUNDS:
+        a, b = max(s, blo), min(e, bhi)
+        if a <= b:
+            _split_same_length(a, b, out)
 
 
 def _split_same_length(lo: int, hi: int, out: list[list[tuple[int, int]]]) -> None:
@@ -83,11 +88,29 @@ def _split_same_length(lo: int, hi: int, out: list[list[tuple[int, int]]]) -> No
 
 
 def char_class(pool: ExprPool, ranges: Iterable[tuple[int, int]]) -> int:
-    """Expression matching one character whose code point lies in one of ``ranges``."""
-    branches = []
+    """Expression matching one character whose code point lies in one of ``ranges``.
+
+    The UTF-8 byte-range sequences are factored into a trie on their leading byte ranges
+    (``[E1-EC][80-BF][80-BF] | [E1-EC][80-BF][80-8F]`` shares its head), which keeps the
+    expression and its derivative rows small for large classes such as ``\\w``.
+    """
+    seqs: list[list[tuple[int, int]]] = []
     for lo, hi in normalize_ranges(ranges):
-        for seq in utf8_sequences(lo, hi):
-            branches.append(pool.concat(*[pool.byte_range(a, b) for a, b in seq]))
+        _sequences_of_clean_range(lo, hi, seqs)
+    return _trie(pool, seqs)
+
+
+def _trie(pool: ExprPool, seqs: list[list[tuple[int, int]]]) -> int:
+    groups: dict[tuple[int, int], list[list[tuple[int, int]]]] = {}
+    ends = False
+    for seq in seqs:
+        if not seq:
+            ends = True
+        else:
+            groups.setdefault(seq[0], []).append(seq[1:])
+    branches = [pool.concat(pool.byte_range(lo, hi), _trie(pool, rest)) for (lo, hi), rest in groups.items()]
+    if ends:
+        branches.append(pool.eps)
     return pool.alt_of(branches)
 
 

@@ -6,12 +6,18 @@ import triton.language as tl
 
 @triton.jit
 def store_disallowed(row_ptr, words, n_cols, col0, keep, BLOCK: tl.constexpr):
-    """Write -inf at columns col0 + [0, BLOCK) whose bit in ``words`` [BLOCK // 32] is clear."""
+    """Set -inf at columns col0 + [0, BLOCK) whose bit in ``words`` [BLOCK // 32] is clear.
+
+    Reads and rewrites the whole block (dense vector accesses beat per-element masked stores);
+    rows with ``keep`` false are neither read nor written.
+    """
     bits = (words[:, None] >> tl.arange(0, 32)[None, :]) & 1  # [BLOCK/32, 32] int32
     disallowed = tl.reshape(bits == 0, (BLOCK,))  # [BLOCK] bool
     cols = col0 + tl.arange(0, BLOCK)
-    neg_inf = tl.full((BLOCK,), float("-inf"), tl.float32).to(row_ptr.dtype.element_ty)
-    tl.store(row_ptr + cols, neg_inf, mask=disallowed & (cols < n_cols) & keep)
+    live = (cols < n_cols) & keep
+    x = tl.load(row_ptr + cols, mask=live)
+    neg_inf = tl.full((BLOCK,), float("-inf"), tl.float32).to(x.dtype)
+    tl.store(row_ptr + cols, tl.where(disallowed, neg_inf, x), mask=live)
 
 
 @triton.jit

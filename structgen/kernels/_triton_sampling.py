@@ -34,11 +34,12 @@ def gumbel(col0, k0, k1, c1, c2, ROUNDS: tl.constexpr, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def masked_sample(logits_ptr, table_ptr, states_ptr, inv_temp_ptr, seeds_ptr, offsets_ptr, out_ptr,
-                  n_cols, n_words, n_states, logits_stride, table_stride,
-                  ROUNDS: tl.constexpr, BLOCK: tl.constexpr):
-    """One program per row: masked argmax of (logits * inv_temp + gumbel), -1 if nothing allowed."""
+def masked_sample_split(logits_ptr, table_ptr, states_ptr, inv_temp_ptr, seeds_ptr, offsets_ptr, best_ptr, col_ptr,
+                        n_cols, n_words, n_states, logits_stride, table_stride, chunk,
+                        ROUNDS: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (row, split): best score and its first column over columns [split * chunk, +chunk)."""
     row = tl.program_id(0).to(tl.int64)
+    split = tl.program_id(1)
     state = tl.load(states_ptr + row).to(tl.int64)
     in_table = (state >= 0) & (state < n_states)
     table_row = table_ptr + tl.where(in_table, state, 0) * table_stride
@@ -51,9 +52,11 @@ def masked_sample(logits_ptr, table_ptr, states_ptr, inv_temp_ptr, seeds_ptr, of
     c2 = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
     best = tl.full((BLOCK,), float("-inf"), tl.float32)
     best_col = tl.zeros((BLOCK,), tl.int32)
-    for col0 in range(0, n_cols, BLOCK):
+    lo = split * chunk
+    hi = tl.minimum(lo + chunk, n_cols)
+    for col0 in range(lo, hi, BLOCK):
         cols = col0 + tl.arange(0, BLOCK)  # [BLOCK]
-        x = tl.load(logits_ptr + row * logits_stride + cols, mask=cols < n_cols, other=float("-inf"))
+        x = tl.load(logits_ptr + row * logits_stride + cols, mask=cols < hi, other=float("-inf"))
         x = x.to(tl.float32)
         word_offs = col0 // 32 + tl.arange(0, BLOCK // 32)
         words = tl.load(table_row + word_offs, mask=(word_offs < n_words) & in_table, other=0)
@@ -67,4 +70,18 @@ def masked_sample(logits_ptr, table_ptr, states_ptr, inv_temp_ptr, seeds_ptr, of
         best_col = tl.where(better, cols, best_col)
     top = tl.max(best, axis=0)
     first = tl.min(tl.where(best == top, best_col, 2147483647), axis=0)
+    n_splits = tl.num_programs(1)
+    tl.store(best_ptr + row * n_splits + split, top)
+    tl.store(col_ptr + row * n_splits + split, first)
+
+
+@triton.jit
+def masked_sample_reduce(best_ptr, col_ptr, out_ptr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Program (row): the first column of the best split score, -1 when every score is -inf."""
+    row = tl.program_id(0).to(tl.int64)
+    s = tl.arange(0, BLOCK_S)
+    best = tl.load(best_ptr + row * SPLITS + s, mask=s < SPLITS, other=float("-inf"))
+    cols = tl.load(col_ptr + row * SPLITS + s, mask=s < SPLITS, other=2147483647)
+    top = tl.max(best, axis=0)
+    first = tl.min(tl.where(best == top, cols, 2147483647), axis=0)
     tl.store(out_ptr + row, tl.where(top == float("-inf"), -1, first).to(tl.int64))

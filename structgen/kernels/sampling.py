@@ -28,7 +28,7 @@ import torch
 from structgen.kernels import _backend as B
 from structgen.kernels.mask import rows_by_state, unpack_bitmask
 
-SAMPLE_BLOCK = 1024  # logits columns per loop step of one Triton program (one program per row)
+SAMPLE_BLOCK = 1024  # logits columns per loop step of one Triton program
 PHILOX_ROUNDS = 10
 _M32 = 0xFFFFFFFF
 _PHILOX_A, _PHILOX_B = 0xD2511F53, 0xCD9E8D57
@@ -87,18 +87,29 @@ def masked_sample_torch(logits, table, states, temperature, seeds, offsets) -> t
     return torch.where(best == float("-inf"), -1, idx)  # [B] int64
 
 
+def sample_splits(batch: int, n_cols: int) -> int:
+    """Vocabulary chunks per row for the Triton path: about 512 programs in all, 1 to 32 per row."""
+    want = max(1, min(32, 512 // max(1, batch), -(-n_cols // SAMPLE_BLOCK)))
+    return 1 << (want.bit_length() - 1)
+
+
 def masked_sample_triton(logits, table, states, temperature, seeds, offsets) -> torch.Tensor:
-    """Triton implementation of :func:`masked_sample` (arguments not validated)."""
+    """Triton implementation of :func:`masked_sample`: per-chunk best scores, then a per-row merge."""
     n, v = logits.shape
     out = torch.empty(n, dtype=torch.int64, device=logits.device)  # [B]
     if n == 0:
         return out
+    splits = sample_splits(n, v)
+    chunk = -(-max(v, 1) // (splits * SAMPLE_BLOCK)) * SAMPLE_BLOCK  # columns per split, a multiple of BLOCK
+    best = torch.empty((n, splits), dtype=torch.float32, device=logits.device)  # [B, splits]
+    cols = torch.empty((n, splits), dtype=torch.int32, device=logits.device)  # [B, splits]
     k = B.kernel_module("structgen.kernels._triton_sampling")
-    k.masked_sample[(n,)](
-        logits, table, states, inverse_temperature(temperature), seeds, offsets, out,
-        v, table.shape[1], table.shape[0], logits.stride(0), table.stride(0),
+    k.masked_sample_split[(n, splits)](
+        logits, table, states, inverse_temperature(temperature), seeds, offsets, best, cols,
+        v, table.shape[1], table.shape[0], logits.stride(0), table.stride(0), chunk,
         ROUNDS=PHILOX_ROUNDS, BLOCK=SAMPLE_BLOCK,
     )
+    k.masked_sample_reduce[(n,)](best, cols, out, SPLITS=splits, BLOCK_S=max(2, splits))
     return out
 
 

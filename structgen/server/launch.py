@@ -10,6 +10,7 @@ finally shuts down a runtime it created. Nothing waits forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -52,6 +53,16 @@ def _make_server(app: Any, graceful_timeout: float, log_level: str) -> Any:
                 await super().shutdown(sockets)
             finally:
                 timer.cancel()
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """Like uvicorn's, but a SIGTERM/SIGINT that led to a clean shutdown is not re-raised
+            afterwards, so the process exits with status 0."""
+            with super().capture_signals():
+                yield
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list) and self.started:
+                    captured.clear()
 
     config = uvicorn.Config(
         app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=max(int(graceful_timeout), 1),

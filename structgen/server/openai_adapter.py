@@ -54,7 +54,7 @@ def plan_chat(body: ChatCompletionRequest, *, default_max_tokens: int) -> GenPla
     tools = plan_tools(body.tools, body.tool_choice)
     sources = _constraint_sources(body, body.response_format)
     if tools.mode == "forced":
-        sources.append(("tool_choice", JsonSchema(tools.schema)))
+        sources.append(("tool_choice", JsonSchema(tools.schema, whitespace=body.whitespace)))
     constraint, param = _single(sources)
     if tools.mode == "auto" and constraint is not None:
         raise bad_request(
@@ -128,7 +128,7 @@ def _constraint_sources(body: Any, fmt: Optional[ResponseFormat]) -> list[tuple[
     out: list[tuple[str, Any]] = []
     try:
         if fmt is not None and fmt.type != "text":
-            out.append(("response_format", _format_constraint(fmt)))
+            out.append(("response_format", _format_constraint(fmt, body.whitespace)))
         if body.regex is not None:
             out.append(("regex", Regex(body.regex)))
         if body.choices is not None:
@@ -144,15 +144,15 @@ def _failed_param(body: Any, fmt: Optional[ResponseFormat], done: list) -> str:
     return order[len(done)]
 
 
-def _format_constraint(fmt: ResponseFormat) -> JsonSchema:
+def _format_constraint(fmt: ResponseFormat, whitespace: str) -> JsonSchema:
     if fmt.type == "json_object":
-        return JsonSchema(ANY_JSON_OBJECT)
+        return JsonSchema(ANY_JSON_OBJECT, whitespace=whitespace)
     spec = fmt.json_schema
     if spec is None or spec.schema_ is None:
         raise bad_request(
             "response_format of type 'json_schema' needs json_schema.schema", param="response_format.json_schema"
         )
-    return JsonSchema(spec.schema_, strict=spec.strict is not False)
+    return JsonSchema(spec.schema_, whitespace=whitespace, strict=spec.strict is not False)
 
 
 def _single(sources: list[tuple[str, Any]]) -> tuple[Any, Optional[str]]:

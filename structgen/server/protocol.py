@@ -3,8 +3,9 @@
 Requests validate their field types and ranges here; a violation becomes HTTP 400 with an
 OpenAI-style error body (see ``errors.py``). Unknown fields are ignored, as OpenAI clients send
 fields newer than this server. structgen extensions accepted in the body: ``regex`` (the output
-must fully match it), ``choices`` (the output is exactly one of them), ``top_k``, ``min_p``,
-``ignore_eos``.
+must fully match it), ``choices`` (the output is exactly one of them), ``whitespace``
+(``"default"`` or ``"compact"``: the JSON whitespace policy of ``response_format`` and tool calls,
+see ``structgen.JsonSchema``), ``top_k``, ``min_p``, ``ignore_eos``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class _Sampling(_Body):
     # structgen extensions
     regex: Optional[str] = None
     choices: Optional[list[str]] = None
+    whitespace: Literal["default", "compact"] = "default"
     top_k: int = Field(default=0, ge=0)
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)
     ignore_eos: bool = False

@@ -68,7 +68,7 @@ class FakeConfig:
 class FakeRunner:
     """One attention layer over the KV pool; weights from a fixed seed."""
 
-    def __init__(self, seed: int = 0, eos_bias: float = -4.0):
+    def __init__(self, seed: int = 0, eos_bias: float = -4.0, bias: dict[int, float] | None = None):
         g = torch.Generator().manual_seed(seed)
         self.config = FakeConfig()
         self.tokenizer = FakeTokenizer()
@@ -79,6 +79,9 @@ class FakeRunner:
         self.out = torch.randn(d, v, generator=g) * 2.0
         self.out[:, EOS] = 0.0
         self.eos_bias = eos_bias
+        self.bias = torch.zeros(v)  # [V] added to every row's logits
+        for t, b in (bias or {}).items():
+            self.bias[t] = b
         self.eos_token_ids = (EOS,)
         self.vocabulary = VOCAB
         self.forward_calls = 0
@@ -90,7 +93,7 @@ class FakeRunner:
         return self.emb[ids] + self.pos[positions]  # [T, D]
 
     def _head(self, h: torch.Tensor, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        logits = (h + x) @ self.out  # [T, V]
+        logits = (h + x) @ self.out + self.bias  # [T, V]
         logits[:, EOS] = self.eos_bias + positions.float() * 0.02
         return logits
 

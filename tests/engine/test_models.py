@@ -220,3 +220,21 @@ def test_default_model_greedy_20_tokens_match_generate(smollm2):
     with torch.no_grad():
         ref = hf.generate(torch.tensor([prompt]), max_new_tokens=20, min_new_tokens=20, do_sample=False)
     assert ours[0] == ref[0, len(prompt) :].tolist()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_half_precision_tracks_float32(tmp_path_factory, dtype):
+    hf, cpu_runner = _make("llama_gqa", tmp_path_factory)
+    folder = tmp_path_factory.mktemp("cuda")
+    hf.save_pretrained(folder)
+    runner = load_model(folder, device="cuda", dtype=dtype)
+    assert runner.device.type == "cuda" and runner.new_kv_pool(4).k[0].is_cuda
+    prompts = [_tokens(9, 12), _tokens(4, 13)]
+    ref = _hf_logits(hf, prompts[0])
+    pool = runner.new_kv_pool(32)
+    s = pool.alloc(9)
+    out = runner.forward(ForwardBatch.build([(prompts[0], 0, s, s)], all_logits=True), pool).cpu()
+    assert (out - ref).abs().max().item() <= 0.05 * ref.abs().max().item()
+    assert greedy(runner, prompts, 6) == greedy(cpu_runner, prompts, 6) or dtype == torch.float16

@@ -112,3 +112,11 @@ def test_invalid_inputs_raise_typed_errors():
         masked_sample(logits, table, states, torch.zeros(2), seeds.int(), seeds)
     with pytest.raises(ValueError, match="offsets has 3 rows but logits has 2"):
         masked_sample(logits, table, states, torch.zeros(2), seeds, torch.zeros(3, dtype=torch.int64))
+
+
+def test_triton_ties_across_vocabulary_chunks_go_to_the_lowest_id(triton_ready, device):
+    logits = torch.zeros(2, 2500)
+    logits[:, [2200, 100, 1500]] = 4.0  # 2500 columns are split into chunks on the Triton path
+    table = pack_bitmask(torch.ones(1, 2500, dtype=torch.bool))
+    a = args(device, logits, table, torch.tensor([0, -1]), [0.0, 0.0])
+    assert masked_sample(*a, backend=triton_ready).tolist() == [100, 100]

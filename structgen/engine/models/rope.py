@@ -44,7 +44,11 @@ def _llama3(inv_freq: torch.Tensor, s: dict[str, Any]) -> torch.Tensor:
 
 
 class RotaryTable:
-    """cos/sin tables ``[capacity, head_dim]`` (halves duplicated, HF layout) on the model's device."""
+    """cos/sin tables ``[capacity, head_dim]`` (HF layout, halves duplicated) on the model's device.
+
+    ``sin`` is stored with its first half negated, so that rotation is
+    ``x * cos + swap_halves(x) * sin`` (same values as HF's ``x*cos + rotate_half(x)*sin``).
+    """
 
     def __init__(self, config: ModelConfig, device: torch.device, dtype: torch.dtype, capacity: int = 4096):
         self.inv_freq = inv_frequencies(config.head_dim, config.rope_theta, config.rope_scaling)  # [D/2]
@@ -57,7 +61,9 @@ class RotaryTable:
         freqs = pos[:, None] * self.inv_freq[None, :]  # [P, D/2] float32
         emb = torch.cat((freqs, freqs), dim=-1)  # [P, D]
         self.cos = emb.cos().to(device=self.device, dtype=self.dtype).contiguous()  # [P, D]
-        self.sin = emb.sin().to(device=self.device, dtype=self.dtype).contiguous()  # [P, D]
+        sin = emb.sin()  # [P, D]
+        sin[:, : sin.shape[1] // 2].neg_()
+        self.sin = sin.to(device=self.device, dtype=self.dtype).contiguous()  # [P, D], first half negated
 
     def lookup(self, positions: torch.Tensor, max_position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(cos, sin)`` rows ``[T, 1, D]`` for ``positions`` ``[T]``; ``max_position`` bounds them."""
@@ -67,7 +73,7 @@ class RotaryTable:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``[T, heads, D]`` by the angles in ``cos``/``sin`` ``[T, 1, D]`` (rotate-half form)."""
+    """Rotate ``x`` ``[T, heads, D]`` by ``RotaryTable.lookup`` rows ``[T, 1, D]`` (rotate-half form)."""
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # [T, heads, D]
-    return x * cos + rotated * sin
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)  # [T, heads, D]
+    return torch.addcmul(x * cos, swapped, sin)

@@ -1,0 +1,240 @@
+"""Microseconds per call of the structgen kernels, on whatever device is present.
+
+    python bench/kernel_bench.py            # CUDA if available (torch vs triton), else CPU (torch, small)
+    python bench/kernel_bench.py --small    # small sizes, few iterations
+
+Prints one table: masking (V = 128256, fp32) against "one read of the logits" (``logits.max(-1)``)
+and a copy, fused masked sampling (greedy and temperature 1), the FSM advance, and decode /
+extend attention over a shuffled KV pool (bf16, 32 query heads, 8 KV heads, head_dim 128),
+with the KV bytes read per second. xgrammar's ``apply_token_bitmask_inplace`` is timed too when
+it imports (CUDA only). The Triton interpreter is never timed: on the CPU only torch runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from structgen.kernels import (
+    advance_states,
+    apply_token_bitmask_,
+    decode_attention,
+    extend_attention,
+    mask_logits_by_state_,
+    masked_sample,
+)
+
+VOCAB = 128256
+
+
+def timer(device: torch.device, iters: int, warmup: int = 3, repeats: int = 3):
+    """Return ``measure(fn, graph=True) -> (eager µs, graph µs or None)`` per call.
+
+    Eager: best of ``repeats`` means over ``iters`` back-to-back calls (includes Python and
+    launch overhead). Graph (CUDA only, when ``graph``): the same calls captured once in a CUDA
+    graph and replayed, i.e. device time alone, as in a graph-captured decode step.
+    """
+
+    def eager(fn) -> float:
+        results = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize()
+                start.record()
+                for _ in range(iters):
+                    fn()
+                end.record()
+                torch.cuda.synchronize()
+                results.append(start.elapsed_time(end) * 1e3 / iters)
+            else:
+                t0 = time.perf_counter()
+                for _ in range(iters):
+                    fn()
+                results.append((time.perf_counter() - t0) * 1e6 / iters)
+        return min(results)
+
+    def in_graph(fn) -> float:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(iters):
+                fn()
+        graph.replay()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        results = []
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            start.record()
+            graph.replay()
+            end.record()
+            torch.cuda.synchronize()
+            results.append(start.elapsed_time(end) * 1e3 / iters)
+        return min(results)
+
+    def measure(fn, graph: bool = True) -> tuple[float, float | None]:
+        for _ in range(warmup):
+            fn()
+        return eager(fn), in_graph(fn) if graph and device.type == "cuda" else None
+
+    return measure
+
+
+def backends(device: torch.device) -> list[str]:
+    return ["torch", "triton"] if device.type == "cuda" else ["torch"]
+
+
+def random_table(n_states: int, vocab: int, device, gen) -> torch.Tensor:
+    words = (vocab + 31) // 32
+    return torch.randint(-(2**31), 2**31 - 1, (n_states, words), dtype=torch.int32, generator=gen).to(device)
+
+
+def add(rows, group, case, kernel, times, read=None, note=""):
+    """Append a row; ``read`` (the one-read timing) adds a "x read" note, graph times preferred."""
+    if read is not None:
+        mine, ref = (times[1], read[1]) if times[1] is not None and read[1] is not None else (times[0], read[0])
+        note = f"{mine / ref:.2f}x read"
+    rows.append((group, case, kernel, times, note))
+
+
+def bench_mask(rows, measure, device, batches, gen):
+    for b in batches:
+        case = f"B={b} V={VOCAB} fp32"
+        logits = torch.randn(b, VOCAB, generator=gen).to(device)
+        copy_dst = torch.empty_like(logits)
+        table = random_table(64, VOCAB, device, gen)
+        states = torch.randint(0, 64, (b,), generator=gen).to(device)
+        bitmask = table[states]
+        read = measure(lambda: logits.max(dim=-1))
+        add(rows, "mask", case, "logits.max(-1) (one read)", read)
+        add(rows, "mask", case, "copy_ (read + write)", measure(lambda: copy_dst.copy_(logits)))
+        for be in backends(device):
+            add(rows, "mask", case, f"apply_token_bitmask_ [{be}]",
+                measure(lambda: apply_token_bitmask_(logits, bitmask, backend=be)), read)
+            add(rows, "mask", case, f"mask_logits_by_state_ [{be}]",
+                measure(lambda: mask_logits_by_state_(logits, table, states, backend=be)), read)
+        xgr = xgrammar_mask(device)
+        if xgr is not None:
+            add(rows, "mask", case, "xgrammar apply_token_bitmask_inplace", measure(lambda: xgr(logits, bitmask)), read)
+
+
+def xgrammar_mask(device):
+    if device.type != "cuda":
+        return None
+    try:
+        import xgrammar
+    except Exception:  # noqa: BLE001 - optional comparison only
+        return None
+    return xgrammar.apply_token_bitmask_inplace
+
+
+def bench_sampling(rows, measure, device, batches, gen):
+    for b in batches:
+        case = f"B={b} V={VOCAB} fp32"
+        logits = torch.randn(b, VOCAB, generator=gen).to(device)
+        table = random_table(64, VOCAB, device, gen)
+        states = torch.randint(0, 64, (b,), generator=gen).to(device)
+        seeds = torch.arange(b, dtype=torch.int64, device=device)
+        offsets = torch.zeros(b, dtype=torch.int64, device=device)
+        read = measure(lambda: logits.max(dim=-1))
+        add(rows, "sample", case, "logits.max(-1) (one read)", read)
+        for temp in (0.0, 1.0):
+            t = torch.full((b,), temp, device=device)
+            kind = "greedy" if temp == 0 else "T=1 gumbel"
+            for be in backends(device):
+                fn = lambda: masked_sample(logits, table, states, t, seeds, offsets, backend=be)  # noqa: E731
+                add(rows, "sample", case, f"masked_sample {kind} [{be}]", measure(fn, graph=be == "triton"), read)
+
+
+def bench_fsm(rows, measure, device, batches, gen):
+    n_states, per_row = 1000, 1000
+    tokens = torch.stack([torch.randperm(VOCAB, generator=gen)[:per_row].sort().values for _ in range(n_states)])
+    indptr = torch.arange(0, n_states * per_row + 1, per_row, dtype=torch.int32).to(device)
+    tokens = tokens.reshape(-1).to(torch.int32).to(device)
+    nexts = torch.randint(0, n_states, (tokens.numel(),), dtype=torch.int32, generator=gen).to(device)
+    for b in batches:
+        states = torch.randint(0, n_states, (b,), generator=gen).to(device)
+        sampled = tokens.view(n_states, per_row)[states, 0].long()
+        for be in backends(device):
+            add(rows, "fsm", f"B={b} S={n_states} nnz={tokens.numel()}", f"advance_states [{be}]",
+                measure(lambda: advance_states(indptr, tokens, nexts, states, sampled, backend=be)))
+
+
+def bench_attention(rows, measure, device, cases, heads, gen):
+    n_q_heads, n_kv_heads, head_dim = heads
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    for b, ctx in cases:
+        n_slots = b * ctx
+        k_pool = torch.randn(n_slots, n_kv_heads, head_dim, dtype=dtype, device=device)
+        v_pool = torch.randn_like(k_pool)
+        indices = torch.randperm(n_slots, device=device).to(torch.int32)
+        indptr = torch.arange(0, n_slots + 1, ctx, device=device)
+        q = torch.randn(b, n_q_heads, head_dim, dtype=dtype, device=device)
+        kv_bytes = 2 * n_slots * n_kv_heads * head_dim * k_pool.element_size()
+        for be in backends(device):
+            if be == "torch" and b * ctx > 64 * 1024 and device.type == "cuda":
+                continue  # the per-sequence reference loop is not worth timing at this size
+            times = measure(lambda: decode_attention(q, k_pool, v_pool, indptr, indices, backend=be),
+                            graph=be == "triton")
+            best = times[1] if times[1] is not None else times[0]
+            add(rows, "attn", f"decode B={b} ctx={ctx} {str(dtype)[6:]}", f"decode_attention [{be}]", times,
+                note=f"{kv_bytes / best / 1e3:.0f} GB/s KV")
+    b, prefix, new = cases[0][0], cases[0][1] // 2, cases[0][1] // 2
+    n_slots = b * (prefix + new)
+    k_pool = torch.randn(n_slots, n_kv_heads, head_dim, dtype=dtype, device=device)
+    v_pool = torch.randn_like(k_pool)
+    indices = torch.randperm(n_slots, device=device).to(torch.int32)
+    kv_indptr = torch.arange(0, n_slots + 1, prefix + new, device=device)
+    qo_indptr = torch.arange(0, b * new + 1, new, device=device)
+    q = torch.randn(b * new, n_q_heads, head_dim, dtype=dtype, device=device)
+    for be in backends(device):
+        fn = lambda: extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, max_q_len=new,  # noqa: E731
+                                      backend=be)
+        add(rows, "attn", f"extend B={b} prefix={prefix} new={new}", f"extend_attention [{be}]",
+            measure(fn, graph=be == "triton"))
+
+
+def print_table(rows, device):
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}   torch {torch.__version__}")
+    print("eager: back-to-back calls from Python; graph: the same calls replayed from a CUDA graph (device time)")
+    header = ("group", "case", "kernel [backend]", "eager µs", "graph µs", "note")
+    cells = [(g, c, k, f"{t[0]:.1f}", "-" if t[1] is None else f"{t[1]:.1f}", n) for g, c, k, t, n in rows]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(6)]
+    fmt = "  ".join(f"{{:{'>' if i in (3, 4) else '<'}{w}}}" for i, w in enumerate(widths))
+    print(fmt.format(*header))
+    print(fmt.format(*("-" * w for w in widths)))
+    for cell in cells:
+        print(fmt.format(*cell))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="small sizes and few iterations (default on CPU)")
+    parser.add_argument("--iters", type=int, default=None)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    small = args.small or device.type != "cuda"
+    measure = timer(device, args.iters or (3 if small else 50), warmup=1 if small else 5)
+    gen = torch.Generator().manual_seed(0)
+    batches = [1, 8] if small else [1, 64, 256]
+    rows: list[tuple] = []
+    bench_mask(rows, measure, device, batches, gen)
+    bench_sampling(rows, measure, device, batches, gen)
+    bench_fsm(rows, measure, device, batches, gen)
+    if small:
+        bench_attention(rows, measure, device, [(1, 256), (4, 512)], (8, 2, 64), gen)
+    else:
+        bench_attention(rows, measure, device, [(1, 4096), (32, 1024), (64, 4096), (256, 2048)], (32, 8, 128), gen)
+    print_table(rows, device)
+
+
+if __name__ == "__main__":
+    main()

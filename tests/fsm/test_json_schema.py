@@ -1,0 +1,124 @@
+"""JSON Schema → byte language: accept/reject tables per keyword (texts are json.dumps output)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from structgen.constraints import JsonSchema
+from structgen.fsm import compile_bytes
+
+
+def _text(v) -> str:
+    return v.text if isinstance(v, Raw) else json.dumps(v, ensure_ascii=False)
+
+
+class Raw:
+    """An exact text rather than a value to serialise."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self):
+        return f"Raw({self.text!r})"
+
+
+CASES = [
+    # (schema, accepted values, rejected values)
+    ({"type": "integer"}, [0, -5, 10**30, 3.0, Raw("-0"), Raw("1e2"), Raw("1.5e1")], [1.5, "1", Raw("01"), Raw("1.")]),
+    ({"type": "number", "minimum": 0.1, "exclusiveMaximum": 10}, [0.1, Raw("0.10"), 9.99, 1e0, 1.5e-1], [0.0999, 10, 10.0, 1e-06, -1]),
+    ({"type": "integer", "minimum": -5, "maximum": 123}, [-5, 0, 99, 123, Raw("123.0")], [-6, 124, 1000]),
+    ({"type": "number", "exclusiveMinimum": True, "minimum": 0, "$schema": "http://json-schema.org/draft-04/schema#"},
+     [1e-06, 3], [0, -1, Raw("-0")]),
+    ({"type": "integer", "multipleOf": 4}, [0, 8, 116, -12], [2, 10, 7]),
+    ({"type": "number", "multipleOf": 0.01}, [1.23, 5, Raw("1.2300")], [1.234]),
+    ({"type": "string", "minLength": 2, "maxLength": 3}, ["ab", "abc", "é\n", Raw('"\\u0041b"')], ["a", "abcd", ""]),
+    ({"type": "string", "pattern": "\\d+"}, ["x12y", "5"], ["abc", "٣"]),
+    ({"type": "string", "pattern": "^[a-z]+$"}, ["abc", Raw('"\\u0061b"')], ["ab1", "Ab", ""]),
+    ({"type": "string", "pattern": "a|^b"}, ["xa", "bx"], ["xb"]),
+    ({"type": "string", "format": "date"}, ["2020-02-29", "2021-12-31"], ["2021-02-29", "2020-13-01", "2020-1-1"]),
+    ({"type": "string", "format": "date-time"}, ["2020-01-01T10:20:30Z", "2020-01-01t10:20:30.5+02:00"], ["2020-01-01 10:20:30Z", "2020-01-01T25:00:00Z"]),
+    ({"type": "string", "format": "email"}, ["a.b@example.com"], ["a..b@example.com", "@x.com", "ab"]),
+    ({"type": "string", "format": "ipv4"}, ["192.168.0.1"], ["256.1.1.1", "01.1.1.1", "1.1.1"]),
+    ({"type": "string", "format": "ipv6"}, ["::1", "fe80::1:2", "1:2:3:4:5:6:7:8", "::ffff:1.2.3.4"], ["1:2:3", ":::", "1::2::3"]),
+    ({"type": "string", "format": "uuid"}, ["123e4567-e89b-12d3-a456-426614174000"], ["123e4567e89b12d3a456426614174000"]),
+    ({"type": "string", "format": "uri"}, ["https://x.org/a?b=c#d", "urn:isbn:1"], ["/relative", "http://x:port/", "a b:c"]),
+    ({"type": "string", "format": "hostname"}, ["example.com", "a-b.c"], ["-a.com", "a..b", "ab--c.com", "a" * 64]),
+    ({"enum": [1, "a", None, {"x": [1]}]}, [1, 1.0, "a", None, {"x": [1]}], [2, "b", {"x": [2]}, True]),
+    ({"const": False}, [False], [0, None]),
+    ({"type": ["string", "null"]}, ["x", None], [1]),
+    ({"type": "string", "nullable": True}, ["x", None], [1]),
+    (True, [1, "x", [{"a": None}]], []),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}, "required": ["a"]},
+     [{"a": 1}, {"a": 1, "b": "x"}, {"a": 1, "b": "x", "c": [True]}], [{"b": "x"}, {"a": "1"}, {"a": 1, "b": 2}]),
+    ({"properties": {"a": {"type": "integer"}}, "additionalProperties": False}, [{}, {"a": 1}, 5],
+     [{"b": 1}, Raw('{"\\u0061": 1}'), Raw('{"a": 1, "a": 2}')]),
+    ({"properties": {"a": {}}, "additionalProperties": {"type": "integer"}}, [{"a": "x", "z": 1}], [{"z": "x"}]),
+    ({"patternProperties": {"^x": {"type": "integer"}, "y$": {"minimum": 3}}, "additionalProperties": False},
+     [{"x1": 1}, {"xy": 3}, {"ay": 5.5}], [{"xy": 2}, {"x": "s"}, {"b": 1}]),
+    ({"type": "object", "minProperties": 1, "maxProperties": 2, "properties": {"a": {}}}, [{"a": 1}, {"a": 1, "b": 2}, {"c": 1}],
+     [{}, {"a": 1, "b": 2, "c": 3}]),
+    ({"propertyNames": {"maxLength": 2}}, [{"ab": 1}], [{"abc": 1}]),
+    ({"dependentRequired": {"a": ["b"]}}, [{}, {"b": 1}, {"a": 1, "b": 2}], [{"a": 1}]),
+    ({"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 3}, [[1], [1, 2, 3]], [[], [1, 2, 3, 4], ["a"]]),
+    ({"prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False}, [["a"], ["a", 1], []], [["a", 1, 2], [1]]),
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "items": [{"type": "string"}], "additionalItems": {"type": "integer"}},
+     [["a", 1, 2]], [["a", "b"]]),
+    ({"contains": {"const": 5}, "minContains": 2, "maxContains": 3}, [[5, 5], [1, 5, 2, 5, 5]], [[5], [5, 5, 5, 5], []]),
+    ({"type": "array", "uniqueItems": True, "maxItems": 1}, [[], [1]], [[1, 1]]),
+    ({"anyOf": [{"type": "string"}, {"minimum": 3}]}, ["x", 3, None], [2]),
+    ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, [1.5], [1, 2.0]),
+    ({"oneOf": [{"properties": {"k": {"const": "a"}, "x": {"type": "integer"}}, "required": ["k"]},
+                {"properties": {"k": {"const": "b"}, "y": {"type": "string"}}, "required": ["k"]}]},
+     [{"k": "a", "x": 1}, {"k": "b", "y": "s"}], [{"k": "c"}, {"k": "a", "x": "s"}]),
+    ({"not": {"type": "string"}}, [1, None, [1]], ["x"]),
+    ({"not": {"enum": [1, 2]}}, [3, "1"], [1, 2.0]),
+    ({"properties": {"a": {"type": "integer"}}, "not": {"required": ["b"]}}, [{"a": 1}], [{"a": 1, "b": 2}]),
+    ({"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]}, {"properties": {"b": {"type": "string"}}}]},
+     [{"a": 1, "b": "x"}, {"a": 1}], [{"b": "x"}, {"a": 1, "b": 1}]),
+    ({"properties": {"a": {"type": "integer"}}, "anyOf": [{"required": ["a"]}, {"required": ["b"]}]},
+     [{"a": 1}, {"b": 1}, {"a": 1, "b": 2}], [{}, {"a": "x"}]),
+    ({"if": {"properties": {"a": {"const": 1}}}, "then": {"required": ["b"]}, "else": {"maxProperties": 0}},
+     [{}, {"a": 1, "b": 2}], [{"a": 1}, {"c": 1}]),
+    ({"$defs": {"a/b": {"type": "integer"}}, "properties": {"x": {"$ref": "#/$defs/a~1b"}}}, [{"x": 1}], [{"x": "1"}]),
+    ({"definitions": {"s": {"type": "string"}}, "items": {"$ref": "#/definitions/s"}}, [["a"]], [[1]]),
+    ({"$defs": {"node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+                         "additionalProperties": False}}, "$ref": "#/$defs/node"},
+     [{"kids": [{"kids": []}]}, {}], [{"kids": [1]}, {"kids": [{"x": 1}]}]),
+]
+
+
+@pytest.mark.parametrize("schema,good,bad", CASES, ids=[json.dumps(c[0])[:60] for c in CASES])
+def test_accept_reject(schema, good, bad):
+    dfa = compile_bytes(JsonSchema(schema))
+    for v in good:
+        assert dfa.matches(_text(v)), f"valid text rejected: {_text(v)}"
+    for v in bad:
+        assert not dfa.matches(_text(v)), f"invalid text accepted: {_text(v)}"
+
+
+def test_default_whitespace_accepts_indent_two_at_depth_ten_and_is_bounded():
+    value = {"a": [1, {"b": None}]}
+    for _ in range(9):
+        value = {"k": [value]}
+    dfa = compile_bytes(JsonSchema({}))
+    assert dfa.matches(json.dumps(value, indent=2))
+    assert dfa.matches(json.dumps(value))
+    assert dfa.matches('[1,' + " " * 40 + '2]')
+    assert not dfa.matches('[1,' + " " * 41 + '2]')
+    assert not dfa.matches('[1,\n\n2]')
+
+
+def test_compact_whitespace_allows_none():
+    dfa = compile_bytes(JsonSchema({"type": "object"}, whitespace="compact"))
+    assert dfa.matches('{"a":[1,2]}')
+    assert not dfa.matches('{"a": [1,2]}')
+    assert not dfa.matches(' {}')
+
+
+def test_recursion_beyond_depth_is_not_generated():
+    schema = {"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "$ref": "#/$defs/n"}
+    dfa = compile_bytes(JsonSchema(schema, max_recursion_depth=2))
+    assert dfa.matches("[[[]]]")
+    assert not dfa.matches("[[[[[]]]]]")

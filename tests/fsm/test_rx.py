@@ -1,0 +1,139 @@
+"""Byte-regex derivative core: boolean operations, bounded repeats, liveness, limits, finiteness."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import deque
+
+import pytest
+
+from structgen.errors import CompileLimitError
+from structgen.fsm.dfa import DEAD, UNKNOWN, ByteDFA
+from structgen.fsm.rx import ALL_BYTES, EPS_ID, INF, NOTHING_ID, ExprPool
+
+WORDS = [bytes(t) for n in range(6) for t in itertools.product(b"abc", repeat=n)]
+
+
+def language(pool: ExprPool, e: int) -> set[bytes]:
+    return {w for w in WORDS if pool.matches(e, w)}
+
+
+def reference(pattern: str) -> set[bytes]:
+    return {w for w in WORDS if re.fullmatch(pattern.encode(), w)}
+
+
+def reachable_states(dfa: ByteDFA, limit: int = 10_000) -> int:
+    seen, queue = {dfa.initial}, deque([dfa.initial])
+    while queue:
+        for t in set(dfa.expand(queue.popleft()).tolist()):
+            if t >= 0 and t not in seen:
+                seen.add(t)
+                queue.append(t)
+                assert len(seen) < limit, "state count keeps growing"
+    return len(seen)
+
+
+@pytest.fixture
+def pool() -> ExprPool:
+    return ExprPool()
+
+
+def test_hash_consing_and_alt_normal_form(pool):
+    a, b = pool.literal("a"), pool.literal("bc")
+    assert pool.alt(a, b) == pool.alt(b, a) == pool.alt(a, pool.alt(b, a), NOTHING_ID)
+    assert pool.concat(pool.concat(a, b), a) == pool.concat(a, pool.concat(b, a))
+    assert pool.alt(a, pool.universal) == pool.universal
+    assert pool.and_(a, pool.universal) == a and pool.and_(a, NOTHING_ID) == NOTHING_ID
+    assert pool.not_(pool.not_(a)) == a
+    assert pool.alt(pool.byteset(1 << 97), pool.byteset(1 << 98)) == pool.byte_range(97, 98)
+
+
+def test_intersection_complement_difference(pool):
+    a, b = pool.literal("a"), pool.literal("b")
+    ab_star = pool.star(pool.alt(a, b))
+    even = pool.star(pool.concat(pool.alt(a, b), pool.alt(a, b)))
+    has_bb = pool.concat(ab_star, b, b, ab_star)
+    assert language(pool, pool.and_(ab_star, even)) == reference("(?:[ab][ab])*")
+    assert language(pool, pool.diff(ab_star, has_bb)) == reference("(?:a|ba)*b?")
+    assert language(pool, pool.not_(ab_star)) == set(WORDS) - reference("[ab]*")
+    assert language(pool, pool.and_(pool.not_(a), pool.not_(b), pool.repeat(pool.byte_range(97, 99), 1, 1))) == {b"c"}
+
+
+def test_bounded_repeats(pool):
+    abc = pool.byte_range(97, 99)
+    cases = {(2, 4): "[abc]{2,4}", (0, 0): "", (3, 3): "[abc]{3}", (1, INF): "[abc]+", (0, 2): "[abc]{0,2}"}
+    for (lo, hi), pattern in cases.items():
+        assert language(pool, pool.repeat(abc, lo, hi)) == reference(pattern)
+    nested = pool.repeat(pool.repeat(pool.literal("a"), 2, 3), 2, 2)
+    assert language(pool, nested) == reference("(?:a{2,3}){2}")
+    assert language(pool, pool.repeat(pool.optional(pool.literal("ab")), 2, 3)) == reference("(?:(?:ab)?){2,3}")
+    with pytest.raises(ValueError):
+        pool.repeat(abc, 3, 2)
+
+
+def test_liveness_with_and_not(pool):
+    a_plus, b_plus = pool.plus(pool.literal("a")), pool.plus(pool.literal("b"))
+    assert not pool.is_live(pool.and_(a_plus, b_plus))
+    assert not pool.is_live(pool.diff(a_plus, pool.star(pool.literal("a"))))
+    assert pool.is_live(pool.diff(a_plus, pool.literal("a")))
+    assert pool.is_live(pool.not_(pool.universal)) is False
+    # a DFA never enters a dead state: the step that would leads to DEAD instead
+    dfa = ByteDFA(pool, pool.alt(pool.and_(a_plus, pool.concat(a_plus, pool.literal("b"))), pool.literal("ab")))
+    s = dfa.step(dfa.initial, ord("a"))
+    assert s >= 0 and dfa.step(s, ord("a")) == DEAD and dfa.matches("ab")
+
+
+def test_rows_have_disjoint_masks(pool):
+    e = pool.alt(pool.concat(pool.byte_range(0, 200), pool.literal("x")), pool.literal("ab"),
+                 pool.concat(pool.byte_range(97, 255), pool.star(pool.literal("y"))), pool.not_(pool.literal("q")))
+    seen = 0
+    for mask, target in pool.row(e):
+        assert mask & seen == 0 and mask & ~ALL_BYTES == 0 and target != NOTHING_ID
+        seen |= mask
+    for byte in (0, 97, 98, 200, 255):
+        assert pool.derivative(e, byte) == next((t for m, t in pool.row(e) if m >> byte & 1), NOTHING_ID)
+
+
+@pytest.mark.parametrize("pattern", ["(a|aa)*b", "(a*)*", "(a*b*)*a", "((a|b)*)*(a|b)*", "(a{2,7}){3,50}b",
+                                     "(a|ab|aba)*(ba)?", "((a|b)(a|b)?)*c"])
+def test_derivatives_of_nested_repeats_stay_finite(pattern):
+    from structgen.fsm.regex import parse_regex
+
+    pool = ExprPool()
+    dfa = ByteDFA(pool, parse_regex(pattern, pool))
+    n = reachable_states(dfa, limit=2_000)
+    assert n < 400, n
+    for w in [b"a" * 40 + b"b", b"ab" * 30, b"a" * 100]:
+        assert dfa.matches(w) == bool(re.fullmatch(pattern.encode(), w))
+
+
+def test_max_nodes_raises_compile_limit():
+    pool = ExprPool(max_nodes=100)
+    with pytest.raises(CompileLimitError):
+        pool.alt_of(pool.literal(f"word{i}") for i in range(200))
+
+
+def test_max_states_raises_compile_limit():
+    pool = ExprPool()
+    dfa = ByteDFA(pool, pool.repeat(pool.byte_range(97, 122), 0, 1000), max_states=50)
+    with pytest.raises(CompileLimitError):
+        dfa.walk(dfa.initial, b"a" * 100)
+
+
+def test_dfa_table_is_filled_on_first_visit(pool):
+    dfa = ByteDFA(pool, pool.concat(pool.literal("ab"), pool.star(pool.byte_range(48, 57))))
+    assert dfa.table[dfa.initial, 0] == UNKNOWN and dfa.num_expanded == 0
+    row = dfa.expand(dfa.initial)
+    assert row[ord("a")] >= 0 and row[ord("b")] == DEAD and dfa.num_expanded == 1
+    s = dfa.walk(dfa.initial, b"ab12")
+    assert dfa.is_accepting(s) and dfa.accepting[s] and not dfa.is_accepting(dfa.step(dfa.initial, ord("a")))
+    dfa.ensure([s, DEAD, dfa.initial])
+    assert dfa.table[s, 0] == DEAD and dfa.table[s, ord("5")] == s
+    assert dfa.expr_of(dfa.initial) == dfa.root and dfa.walk(dfa.initial, b"x") == DEAD
+
+
+def test_eps_and_nothing(pool):
+    assert pool.nullable(EPS_ID) and not pool.nullable(NOTHING_ID)
+    assert pool.concat() == EPS_ID and pool.alt() == NOTHING_ID and pool.literal("") == EPS_ID
+    assert language(pool, pool.join([pool.literal("a"), pool.literal("b")], pool.literal(","))) == {b"a,b"}
