@@ -36,8 +36,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _median_ms(fn, steps: int, device: torch.device) -> float:
+PROFILE: list[str] = []  # set by --profile: names of the runs whose first timed step is profiled
+
+
+def _median_ms(fn, steps: int, device: torch.device, name: str = "") -> float:
     fn()  # warm-up
+    if name in PROFILE:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            for _ in range(3):
+                fn()
+        print(f"--- profile of 3 steps: {name}")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
     times = []
     for _ in range(steps):
         _sync(device)
@@ -62,7 +73,7 @@ def bench_ours_step(runner, batch: int, context: int, steps: int) -> float:
     runner.forward(ForwardBatch.build([(p, 0, s, s) for p, s in zip(prompts, ctx)]), pool)
     new = [pool.alloc(1) for _ in range(batch)]
     seqs = [([7], context, n, torch.cat([c, n])) for c, n in zip(ctx, new)]
-    return _median_ms(lambda: runner.forward(ForwardBatch.build(seqs), pool), steps, runner.device)
+    return _median_ms(lambda: runner.forward(ForwardBatch.build(seqs), pool), steps, runner.device, f"ours{batch}")
 
 
 def bench_hf_step(hf, batch: int, context: int, steps: int) -> float:
@@ -82,7 +93,7 @@ def bench_hf_step(hf, batch: int, context: int, steps: int) -> float:
         except ValueError:
             cache.crop(context)
 
-    return _median_ms(step, steps, dev)
+    return _median_ms(step, steps, dev, f"hf{batch}")
 
 
 def ours_generate(runner, prompts: list[list[int]], max_new: int) -> list[list[int]]:
@@ -162,8 +173,10 @@ def main() -> None:
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--profile", nargs="*", default=[], help="profile decode steps, e.g. ours8 hf8")
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     args = ap.parse_args()
+    PROFILE.extend(args.profile)
     if args.threads:
         torch.set_num_threads(args.threads)
     runner, hf = _load(args.source, args.device, args.dtype, not args.no_hf)

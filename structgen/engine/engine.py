@@ -226,9 +226,17 @@ class Engine:
             seq.finish_reason = "length"
 
     def _update_text(self, seq: Sequence) -> None:
-        """Re-decode the output; cut it before the first stop string (finishing the sequence)."""
+        """Re-decode the output; cut it before the first stop string (finishing the sequence).
+
+        Constrained output is decoded from the automaton's exact token bytes, so the text is
+        exactly what the constraint matched; free text goes through the tokenizer's decode.
+        """
         prev = len(seq.text)
-        seq.text = self.tokenizer.decode(seq.output_ids, skip_special_tokens=True)
+        table = _token_bytes(seq.fsm)
+        if table is not None:
+            seq.text = b"".join(table[t] or b"" for t in seq.output_ids).decode("utf-8", errors="replace")
+        else:
+            seq.text = self.tokenizer.decode(seq.output_ids, skip_special_tokens=True)
         for stop in seq.params.stop:
             at = seq.text.find(stop, max(0, prev - len(stop)))
             if at >= 0:
@@ -276,12 +284,17 @@ class Engine:
         token is not allowed by the automaton.
         """
         old = seq.tokens[start:]
-        text = self.tokenizer.decode(old, skip_special_tokens=False) if old else ""
-        if "\ufffd" in text:
+        table = _token_bytes(seq.fsm)
+        old_bytes = _join(table, old) if table is not None else None
+        if old_bytes is None:
+            return None
+        try:
+            text = old_bytes.decode("utf-8")
+        except UnicodeDecodeError:
             return None
         new = list(self.tokenizer.encode(text + forced, add_special_tokens=False))
-        if self.tokenizer.decode(new, skip_special_tokens=False) != text + forced:
-            return None
+        if _join(table, new) != old_bytes + forced.encode("utf-8"):
+            return None  # the tokenizer does not round-trip this text (e.g. a SentencePiece prefix space)
         state = seq.fsm_states[start - seq.prompt_len] if old else seq.fsm_state
         states = [state]
         for t in new:
@@ -303,6 +316,18 @@ class Engine:
     def _take_done(self) -> list[Sequence]:
         done, self._done = self._done, []
         return done
+
+
+def _token_bytes(fsm: Any):
+    """The exact bytes of every token id as the automaton sees them, or None."""
+    vocab = getattr(fsm, "vocab", None)
+    return getattr(vocab, "tokens", None)
+
+
+def _join(table: Any, ids: list[int]) -> bytes | None:
+    """Concatenated bytes of ``ids``; None when one of them has no bytes (a special token)."""
+    parts = [table[t] if 0 <= t < len(table) else None for t in ids]
+    return None if any(p is None for p in parts) else b"".join(parts)
 
 
 def _complete(fsm: Any, state: int) -> bool:

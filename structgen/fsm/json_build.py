@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SchemaError
 from .json_lex import Lex
-from .json_merge import ANNOTATIONS, Atom, absent, merge, negated_required
+from .json_merge import ANNOTATIONS, Atom, absent, merge, negate_schema, negated_required
 from .json_numbers import NumberBuilder
 from .json_objects import ContainerBuilder
 from .json_refs import Refs
@@ -136,7 +136,9 @@ class Builder:
                 from .json_oneof import one_of
 
                 fixed = one_of(self, alts, where)
-                if fixed is not None:  # overlapping branches: exact xor as one result
+                if isinstance(fixed, list):  # overlapping branches, xor with positive keywords
+                    options = [br for i, sub in enumerate(fixed) for br in self.expand(sub, f"{where}/{i}")]
+                elif fixed is not None:  # overlapping branches: exact xor by complement
                     options = [Branch((), (fixed,))]
             fallback = None
             if len(options) * len(branches) > MAX_ALTERNATIVES:
@@ -177,6 +179,12 @@ class Builder:
         rewritten = negated_required(s.get("not"))
         if rewritten is not None:
             yield "anyOf", rewritten, f"{ptr}/not"
+        elif negate_schema(s.get("not")) is not None:
+            yield "anyOf", negate_schema(s["not"])["anyOf"], f"{ptr}/not"
+        if "if" in s and ("then" in s or "else" in s) and negate_schema(s["if"]) is not None:
+            yes = {"allOf": [s["if"], s.get("then", True)]}
+            no = {"allOf": [negate_schema(s["if"]), s.get("else", True)]}
+            yield "anyOf", [yes, no], f"{ptr}/if"
         deps = dict(s.get("dependentRequired", {}))
         schemas = dict(s.get("dependentSchemas", {}))
         for k, v in s.get("dependencies", {}).items():

@@ -31,7 +31,11 @@ DATE = (
     f"|{_LEAP}-02-29)"
 )
 _TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# a label: 1-63 letters/digits/hyphens, no hyphen first or last, not "--" in positions 3-4
+_LABEL = (
+    "[A-Za-z0-9](?:[A-Za-z0-9]|[A-Za-z0-9-][A-Za-z0-9]|[A-Za-z0-9-][A-Za-z0-9-][A-Za-z0-9]"
+    "|[A-Za-z0-9-](?:[A-Za-z0-9][A-Za-z0-9-]|-[A-Za-z0-9])[A-Za-z0-9-]{0,58}[A-Za-z0-9])?"
+)
 _HOST = f"{_LABEL}(?:\\.{_LABEL})*"
 _ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -80,6 +84,4 @@ FORMATS: dict[str, str] = {
     "relative-json-pointer": f"(?s:(?:0|[1-9][0-9]*)(?:#|{_JP}))",
 }
 
-# formats whose strings have extra structure checked by a separate expression
-HOSTNAME_LIKE = ("hostname", "email")
 MAX_HOSTNAME = 253

@@ -19,7 +19,7 @@ ANNOTATIONS = {
     "title", "description", "default", "examples", "example", "$comment", "$schema", "$id", "id",
     "$anchor", "deprecated", "readOnly", "writeOnly", "contentMediaType", "contentEncoding",
     "contentSchema", "discriminator", "$defs", "definitions", "$vocabulary", "$dynamicAnchor",
-    "$recursiveAnchor", "xml", "externalDocs", "nullable",
+    "$recursiveAnchor", "xml", "externalDocs",
 }
 TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 OBJECT_KEYS = ("properties", "patternProperties", "additionalProperties", "required", "propertyNames")
@@ -91,9 +91,9 @@ def merge(atoms: list[Atom]) -> Merged:
             m.enums.append((s["enum"], ptr))
         if "const" in s:
             m.enums.append(([s["const"]], ptr))
-        if "not" in s and negated_required(s["not"]) is None:
+        if "not" in s and negated_required(s["not"]) is None and negate_schema(s["not"]) is None:
             m.nots.append((s["not"], ptr + "/not"))
-        if "if" in s:
+        if "if" in s and negate_schema(s["if"]) is None:
             m.ifs.append((s, ptr))
         _merge_string(m, s, ptr)
         _merge_number(m, s, ptr)
@@ -242,3 +242,32 @@ def negated_required(n: Any):
     if keys == {"allOf"} and all(negated_required(b) for b in n["allOf"]):
         return [alt for b in n["allOf"] for alt in negated_required(b)]
     return None
+
+
+def negate_schema(n: Any) -> Optional[dict]:
+    """A schema equivalent to ``not n`` built from positive keywords, for ``n`` made only of
+    ``type``/``properties``/``required`` (the usual ``if`` condition); None otherwise.
+
+    not (type T and properties P and required R) =
+        type not in T, or (object and some k in P present with a value failing P[k]),
+        or (object and some k in R absent).
+    """
+    if not isinstance(n, dict) or not set(n) - ANNOTATIONS or set(n) - ANNOTATIONS - {"type", "properties", "required"}:
+        return None
+    alts: list = []
+    if "type" in n:
+        names = {n["type"]} if isinstance(n["type"], str) else set(n["type"])
+        if "number" in names:
+            names.add("integer")
+        if "integer" in names and "number" not in names:
+            return None  # "a number but not an integer" needs the complement form
+        others = [t for t in TYPES if t not in names]
+        if others:
+            alts.append({"type": others})
+        if "object" not in names:
+            return {"anyOf": alts} if alts else {"anyOf": [False]}
+    for k, sub in n.get("properties", {}).items():
+        alts.append({"type": "object", "required": [k], "properties": {k: {"not": sub}}})
+    for k in n.get("required", []):
+        alts.append({"type": "object", "properties": {k: False}})
+    return {"anyOf": alts} if alts else {"anyOf": [False]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .json_merge import json_equal
+from .json_merge import json_equal, negate_schema
 
 _CLASSES = {
     "object": b"{", "array": b"[", "string": b'"', "boolean": b"tf", "null": b"n", "number": b"-0123456789",
@@ -19,8 +19,9 @@ _CLASSES = {
 
 
 def one_of(builder, alts: list, where: str):
-    """None when the branches are pairwise disjoint (then oneOf = anyOf); else the exact xor
-    ``Result``, or (strict=False and not provable) None after recording the drop."""
+    """None when the branches are pairwise disjoint (then oneOf = anyOf); a list of replacement
+    ``anyOf`` branches when every branch has a positive negation (``B_i`` and not the others);
+    else the exact xor ``Result``, or (strict=False, not provable) None after recording the drop."""
     from .json_build import Result
 
     if len(alts) < 2:
@@ -28,14 +29,19 @@ def one_of(builder, alts: list, where: str):
     results = [builder.compile(a, f"{where}/{i}") for i, a in enumerate(alts)]
     firsts = [_first_classes(builder.pool, r.expr) for r in results]
     discs = [_discriminators(builder, a) for a in alts]
+    finite = [_finite_values(builder, a, 0) for a in alts]
     overlapping = [
         (i, j)
         for i in range(len(alts))
         for j in range(i + 1, len(alts))
-        if not (firsts[i].isdisjoint(firsts[j]) or _disc_disjoint(discs[i], discs[j]))
+        if not (firsts[i].isdisjoint(firsts[j]) or _disc_disjoint(discs[i], discs[j])
+                or _values_disjoint(finite[i], finite[j]))
     ]
     if not overlapping:
         return None
+    negated = [negate_schema(a) for a in alts]
+    if all(n is not None for n in negated):  # B_i and not B_j (j != i), all positive keywords
+        return [{"allOf": [a] + [n for j, n in enumerate(negated) if j != i]} for i, a in enumerate(alts)]
     if all(r.complete for r in results):
         p = builder.pool
         parts = []
@@ -92,6 +98,10 @@ def _finite_values(builder, prop: Any, depth: int) -> Optional[list]:
             return None
         return _finite_values(builder, target, depth + 1)
     return None
+
+
+def _values_disjoint(a: Optional[list], b: Optional[list]) -> bool:
+    return a is not None and b is not None and not any(json_equal(x, y) for x in a for y in b)
 
 
 def _disc_disjoint(a: dict, b: dict) -> bool:

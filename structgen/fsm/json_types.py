@@ -78,7 +78,8 @@ def _if_then_else(b, s: dict, ptr: str) -> int:
     cond = b.compile(s["if"], ptr + "/if")
     then = b.compile(s.get("then", True), ptr + "/then").expr
     other = b.compile(s.get("else", True), ptr + "/else").expr
-    return p.alt(p.and_(cond.expr, then), p.and_(b.negate(cond, "if", ptr + "/if"), other))
+    unless = b.negate(cond, "if", ptr + "/if")
+    return p.alt(p.and_(cond.expr, then), p.and_(unless, other))
 
 
 def const_expr(b, v: Any):
@@ -142,10 +143,6 @@ def _format(b, fmt: Any, ptr: str) -> int:
     cache = b.format_cache
     if fmt not in cache:
         value = strs.regex_value(FORMATS[fmt])
-        if fmt in ("hostname", "email"):
-            # no label with "--" in positions 3-4 (reserved / punycode), hostname <= 253 bytes
-            bad = strs.regex_value(r"(?s:.*)(?:^|[.@])[^.@]{2}--(?s:.*)")
-            value = p.diff(value, bad)
         if fmt == "hostname":
             value = p.and_(value, p.repeat(p.byte_range(0, 0x7F), 1, MAX_HOSTNAME))
         cache[fmt] = strs.lift(value)

@@ -14,8 +14,11 @@ Layout (built once per vocabulary, ``trie_of(vocab)`` memoises it by fingerprint
   characters (or not at all), so a state that returns to itself on every non-ASCII character
   (a JSON string body) resolves the subtree when its ASCII bytes loop too.
 
-``TokenTrie.walk(dfa, loops, roots)`` returns, for every root DFA state, the tokens that stay
-alive when their bytes are fed from that state, and the state each one ends in.
+``TokenTrie.walk(table_of, ensure, loops, roots)`` returns, for every root DFA state, the
+tokens that stay alive when their bytes are fed from that state, and the state each one ends
+in. It advances one trie level per step with array operations; once the unfinished tokens under
+the frontier are few (``SCALAR_TAIL``), it finishes them one token at a time, skipping runs of
+looping bytes with ``bytes.lstrip`` (long tokens such as 64 dashes would cost a level per byte).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .dfa import UNKNOWN
 from .vocabulary import Vocabulary
 
 
-SCALAR_TAIL = 48  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
+SCALAR_TAIL = 512  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
 
 
 def _row(table_of: Callable[[], np.ndarray], ensure: Callable, state: int) -> np.ndarray:

@@ -74,16 +74,21 @@ def inverse_temperature(temperature: torch.Tensor) -> torch.Tensor:
 
 
 def masked_sample_torch(logits, table, states, temperature, seeds, offsets) -> torch.Tensor:
-    """Reference implementation of :func:`masked_sample` (arguments not validated)."""
+    """Reference implementation of :func:`masked_sample` (arguments not validated).
+
+    Noise is drawn only where it can matter (allowed entries of sampled rows), so constrained
+    rows stay cheap on a CPU; this path synchronises with the host (``nonzero``).
+    """
     n, v = logits.shape
     allowed = unpack_bitmask(rows_by_state(table, states), v) | (states < 0).unsqueeze(1)  # [B, V] bool
     x = logits.float().masked_fill(~allowed, float("-inf"))  # [B, V] fp32
-    inv = inverse_temperature(temperature).unsqueeze(1)  # [B, 1]
-    sampled = inv > 0  # [B, 1] bool
-    if bool(sampled.any()):
-        noisy = x * torch.where(sampled, inv, 1.0) + gumbel_noise(seeds, offsets, v)  # [B, V]
-        x = torch.where(sampled, noisy, x)
-    best, idx = x.max(dim=1) if v else (x.new_full((n,), float("-inf")), x.new_zeros((n,), dtype=torch.long))
+    inv = inverse_temperature(temperature)  # [B]
+    r, c = torch.nonzero((x > float("-inf")) & (inv > 0).unsqueeze(1), as_tuple=True)  # [K], [K]
+    if r.numel():
+        x[r, c] = x[r, c] * inv[r] + gumbel_at(seeds[r], offsets[r], c)
+    if v == 0:
+        return torch.full((n,), -1, dtype=torch.int64, device=logits.device)
+    best, idx = x.max(dim=1)  # first maximum
     return torch.where(best == float("-inf"), -1, idx)  # [B] int64
 
 
@@ -107,7 +112,7 @@ def masked_sample_triton(logits, table, states, temperature, seeds, offsets) -> 
     k.masked_sample_split[(n, splits)](
         logits, table, states, inverse_temperature(temperature), seeds, offsets, best, cols,
         v, table.shape[1], table.shape[0], logits.stride(0), table.stride(0), chunk,
-        ROUNDS=PHILOX_ROUNDS, BLOCK=SAMPLE_BLOCK,
+        ROUNDS=PHILOX_ROUNDS, BLOCK=SAMPLE_BLOCK, num_warps=8,
     )
     k.masked_sample_reduce[(n,)](best, cols, out, SPLITS=splits, BLOCK_S=max(2, splits))
     return out
@@ -134,6 +139,10 @@ def philox4x32(c0, c1, c2, c3, k0, k1, rounds: int = PHILOX_ROUNDS):
     return c0, c1, c2, c3
 
 
+def _uniform(words: torch.Tensor) -> torch.Tensor:
+    return ((words >> 9).float() + 0.5) * (2.0**-23)  # exact in fp32: 23 bits + 1/2
+
+
 def uniform_noise(seeds: torch.Tensor, offsets: torch.Tensor, n_cols: int) -> torch.Tensor:
     """``u [B, n_cols]`` float32 in (0, 1) exactly as the sampling kernel draws it."""
     quads = (n_cols + 3) // 4
@@ -142,9 +151,18 @@ def uniform_noise(seeds: torch.Tensor, offsets: torch.Tensor, n_cols: int) -> to
     c1, c2 = (offsets & _M32).unsqueeze(1), ((offsets >> 32) & _M32).unsqueeze(1)  # [B, 1]
     words = philox4x32(c0, c1, c2, torch.zeros_like(c1), k0, k1)  # 4 x [B, V/4]
     r = torch.stack(torch.broadcast_tensors(*words), dim=2).reshape(seeds.shape[0], 4 * quads)[:, :n_cols]
-    return ((r >> 9).float() + 0.5) * (2.0**-23)  # [B, V]
+    return _uniform(r)  # [B, V]
 
 
 def gumbel_noise(seeds: torch.Tensor, offsets: torch.Tensor, n_cols: int) -> torch.Tensor:
     """``g = -log(-log(u)) [B, n_cols]`` float32, the Gumbel noise of :func:`masked_sample`."""
     return -torch.log(-torch.log(uniform_noise(seeds, offsets, n_cols)))
+
+
+def gumbel_at(seeds: torch.Tensor, offsets: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The same noise at single points: ``g[i] = gumbel_noise(seeds, offsets, V)[row i, cols[i]]``, ``[K]``."""
+    k0, k1 = seeds & _M32, (seeds >> 32) & _M32
+    c1, c2 = offsets & _M32, (offsets >> 32) & _M32
+    words = torch.stack(philox4x32(cols // 4, c1, c2, torch.zeros_like(c1), k0, k1), dim=1)  # [K, 4]
+    r = words.gather(1, (cols % 4).unsqueeze(1)).squeeze(1)  # [K]
+    return -torch.log(-torch.log(_uniform(r)))

@@ -133,3 +133,14 @@ def test_adding_an_unsupported_value(fake_rt):
 def test_program_needs_a_state_parameter():
     with pytest.raises(ProgramError, match="first parameter"):
         sg.function(lambda: None)
+
+
+def test_streaming_program_error_is_raised_by_text_iter(fake_rt):
+    @sg.function
+    def f(s):
+        s += "start "
+        s["missing"]  # noqa: B018
+
+    state = f.run(stream=True)
+    with pytest.raises(ProgramError, match="no variable 'missing'"):
+        list(state.text_iter())

@@ -11,6 +11,7 @@ import pytest
 from structgen.constraints import Choice, Regex
 from structgen.errors import CompileLimitError
 from structgen.fsm import compile as compile_fsm
+from structgen.fsm import trie
 from structgen.fsm.dfa import ByteDFA
 from structgen.fsm.index import TokenFSM, compile_token_fsm
 from structgen.fsm.rx import ALL_BYTES, ExprPool
@@ -76,18 +77,22 @@ def test_accept_reject_tables(toy_vocab, constraint, good, bad):
         assert not accepts(fsm, ids), ids
 
 
+@pytest.mark.parametrize("scalar_tail", [0, 10_000], ids=["level-walk", "token-walk"])
 @pytest.mark.parametrize("constraint", [c for c, _, _ in TABLES])
-def test_every_reachable_row_equals_the_naive_definition(toy_vocab, constraint):
+def test_every_reachable_row_equals_the_naive_definition(toy_vocab, constraint, scalar_tail, monkeypatch):
+    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)  # both ways of finishing a walk
     fsm = fsm_of(constraint, toy_vocab, eager=True)
     for s in list(fsm._rows):
         got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
         assert got == naive_allowed(fsm, s)
 
 
-def test_rows_equal_naive_definition_on_a_real_vocabulary(smollm2_vocab):
+@pytest.mark.parametrize("scalar_tail", [0, 512])
+def test_rows_equal_naive_definition_on_a_real_vocabulary(smollm2_vocab, scalar_tail, monkeypatch):
+    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)
     fsm = fsm_of(Regex(r'"([^"\\]|\\.){0,6}" ?[0-9]{1,3}(\.[0-9]+)?'), smollm2_vocab)
     s, seen = fsm.initial_state, []
-    for piece in [b'"', b"ab", b"\\", b'n"', b" ", b"12"]:
+    for piece in [b'"', "é".encode(), b"\\", b'n"', b" ", b"12"]:
         seen.append(s)
         s = fsm.byte_dfa.walk(s, piece)
     for s in seen + [s]:

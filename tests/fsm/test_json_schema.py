@@ -80,7 +80,8 @@ CASES = [
     ({"properties": {"a": {"type": "integer"}}, "anyOf": [{"required": ["a"]}, {"required": ["b"]}]},
      [{"a": 1}, {"b": 1}, {"a": 1, "b": 2}], [{}, {"a": "x"}]),
     ({"if": {"properties": {"a": {"const": 1}}}, "then": {"required": ["b"]}, "else": {"maxProperties": 0}},
-     [{}, {"a": 1, "b": 2}], [{"a": 1}, {"c": 1}]),
+     [{"a": 1, "b": 2}, 5], [{}, {"a": 1}, {"a": 2}]),
+    ({"if": {"type": "integer"}, "then": {"minimum": 3}}, [3, "x", 2.5], [2]),
     ({"$defs": {"a/b": {"type": "integer"}}, "properties": {"x": {"$ref": "#/$defs/a~1b"}}}, [{"x": 1}], [{"x": "1"}]),
     ({"definitions": {"s": {"type": "string"}}, "items": {"$ref": "#/definitions/s"}}, [["a"]], [[1]]),
     ({"$defs": {"node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
@@ -99,9 +100,9 @@ def test_accept_reject(schema, good, bad):
 
 
 def test_default_whitespace_accepts_indent_two_at_depth_ten_and_is_bounded():
-    value = {"a": [1, {"b": None}]}
-    for _ in range(9):
-        value = {"k": [value]}
+    value = {"a": [1, {"b": None}]}  # 3 levels of nesting
+    for _ in range(4):
+        value = {"k": [value, 2]}  # +2 levels each: 11 in all
     dfa = compile_bytes(JsonSchema({}))
     assert dfa.matches(json.dumps(value, indent=2))
     assert dfa.matches(json.dumps(value))

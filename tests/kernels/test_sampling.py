@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from structgen.kernels import gumbel_noise, masked_sample, pack_bitmask
-from structgen.kernels.sampling import philox4x32
+from structgen.kernels.sampling import gumbel_at, philox4x32
 
 
 def args(device, logits, table, states, temperature, seeds=None, offsets=None):
@@ -120,3 +120,10 @@ def test_triton_ties_across_vocabulary_chunks_go_to_the_lowest_id(triton_ready, 
     table = pack_bitmask(torch.ones(1, 2500, dtype=torch.bool))
     a = args(device, logits, table, torch.tensor([0, -1]), [0.0, 0.0])
     assert masked_sample(*a, backend=triton_ready).tolist() == [100, 100]
+
+
+def test_pointwise_noise_equals_the_noise_grid(gen):
+    seeds, offsets = torch.tensor([5, -9]), torch.tensor([3, 2**33])
+    grid = gumbel_noise(seeds, offsets, 37)
+    rows, cols = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 36, 13, 14])
+    assert torch.equal(gumbel_at(seeds[rows], offsets[rows], cols), grid[rows, cols])

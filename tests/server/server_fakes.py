@@ -145,7 +145,7 @@ class FakeHandle:
         sent = 0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: len(self._tokens) > sent or self._result is not None)
+                self._cond.wait_for(lambda n=sent: len(self._tokens) > n or self._result is not None)
                 chunk, done = "".join(self._tokens[sent:]), self._result is not None
                 sent = len(self._tokens)
             if chunk:

@@ -81,10 +81,22 @@ def test_streaming_regex_output_matches(client):
 
 def test_n3_samples_all_validate(client):
     r = client.chat.completions.create(model="default", messages=ASK, n=3, temperature=0.9, seed=3, max_tokens=48,
-                                       response_format=schema_format("person", PERSON))
+                                       response_format=schema_format("person", PERSON),
+                                       extra_body={"whitespace": "compact"})
     assert len(r.choices) == 3
     for choice in r.choices:
         jsonschema.validate(json.loads(choice.message.content), PERSON)
+
+
+def test_completion_with_logprobs_and_echo(client):
+    r = client.completions.create(model="default", prompt="The capital of France is", max_tokens=4, temperature=0,
+                                  logprobs=0, echo=True)
+    choice = r.choices[0]
+    assert choice.text.startswith("The capital of France is")
+    lp = choice.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == r.usage.completion_tokens
+    assert all(x <= 0 for x in lp.token_logprobs)
+    assert "".join(lp.tokens) == choice.text[len("The capital of France is"):]
 
 
 def test_regex_through_extra_body(client):

@@ -15,7 +15,7 @@ from ..attention import AttentionPlan, pool_attention
 from ..kv_cache import KVPool
 from .config import ModelConfig
 from .rope import RotaryTable, apply_rotary
-from .weights import LayerWeights, ModelWeights
+from .weights import LayerWeights, ModelWeights, linear
 
 
 class DecoderModel:
@@ -27,6 +27,7 @@ class DecoderModel:
         self.device, self.dtype = device, dtype
         self.rope = RotaryTable(config, device, dtype)
         self.scale = config.head_dim**-0.5
+        self.t = weights.transposed
 
     def hidden_states(
         self,
@@ -48,7 +49,7 @@ class DecoderModel:
         """float32 logits ``[n, vocab]`` from final-layer hidden states ``[n, hidden]``."""
         c = self.config
         h = F.rms_norm(hidden, (c.hidden_size,), self.weights.norm, c.rms_norm_eps)  # [n, hidden]
-        return F.linear(h, self.weights.lm_head).float()  # [n, vocab]
+        return linear(h, self.weights.lm_head, None, self.t).float()  # [n, vocab]
 
     def _layer(
         self,
@@ -64,7 +65,7 @@ class DecoderModel:
         c = self.config
         t = x.shape[0]
         h = F.rms_norm(x, (c.hidden_size,), lw.ln1, c.rms_norm_eps)  # [T, hidden]
-        qkv = F.linear(h, lw.w_qkv, lw.b_qkv)  # [T, q + 2*kv]
+        qkv = linear(h, lw.w_qkv, lw.b_qkv, self.t)  # [T, q + 2*kv]
         q, k, v = qkv.split((c.q_size, c.kv_size, c.kv_size), dim=-1)
         q = q.view(t, c.num_heads, c.head_dim)  # [T, H, D]
         k = k.view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
@@ -77,7 +78,7 @@ class DecoderModel:
         k_cache.index_copy_(0, out_slots, k)
         v_cache.index_copy_(0, out_slots, v)
         a = pool_attention(q, k_cache, v_cache, plan, self.scale)  # [T, H, D]
-        x = x + F.linear(a.reshape(t, c.q_size), lw.w_o, lw.b_o)  # [T, hidden]
+        x = x + linear(a.reshape(t, c.q_size), lw.w_o, lw.b_o, self.t)  # [T, hidden]
         h = F.rms_norm(x, (c.hidden_size,), lw.ln2, c.rms_norm_eps)  # [T, hidden]
-        gate, up = F.linear(h, lw.w_gate_up, lw.b_gate_up).chunk(2, dim=-1)  # [T, inter] x2
-        return x + F.linear(F.silu(gate) * up, lw.w_down, lw.b_down)  # [T, hidden]
+        gate, up = linear(h, lw.w_gate_up, lw.b_gate_up, self.t).chunk(2, dim=-1)  # [T, inter] x2
+        return x + linear(F.silu(gate) * up, lw.w_down, lw.b_down, self.t)  # [T, hidden]

@@ -3,6 +3,10 @@
 At load time q/k/v projections are concatenated into one ``[q + 2*kv, hidden]`` matrix and
 gate/up into one ``[2*intermediate, hidden]`` matrix, so a layer runs two input matmuls instead
 of five. Every tensor is converted to the model dtype and moved to the device once.
+
+On the CPU the projection matrices are then stored transposed (``[in, out]``, contiguous) and
+applied as ``x @ w``: for the few-row matmuls of decoding, CPU BLAS runs that layout up to twice
+as fast as ``F.linear``'s ``x @ w.T``. ``linear(x, w, b, transposed)`` hides the layout.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import ModelLoadError
 from .config import ModelConfig
@@ -38,12 +43,38 @@ class LayerWeights:
 
 @dataclass
 class ModelWeights:
-    """All tensors of a model; ``lm_head`` is ``embed`` itself when embeddings are tied."""
+    """All tensors of a model. ``lm_head`` is ``embed`` itself when tied and not transposed.
+
+    When ``transposed``, every projection (``w_*``, ``lm_head``) is stored ``[in, out]``.
+    """
 
     embed: torch.Tensor  # [vocab, hidden]
     layers: list[LayerWeights]
     norm: torch.Tensor  # [hidden]
-    lm_head: torch.Tensor  # [vocab, hidden]
+    lm_head: torch.Tensor  # [vocab, hidden], or [hidden, vocab] when transposed
+    transposed: bool = False
+
+
+_PROJECTIONS = ("w_qkv", "w_o", "w_gate_up", "w_down")
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, transposed: bool) -> torch.Tensor:
+    """``x @ W.T + b`` for ``x`` ``[T, in]``, with ``w`` stored ``[out, in]`` or, if ``transposed``, ``[in, out]``."""
+    if not transposed:
+        return F.linear(x, w, b)
+    return torch.addmm(b, x, w) if b is not None else torch.mm(x, w)  # [T, out]
+
+
+def transpose_projections(weights: ModelWeights) -> ModelWeights:
+    """Store every projection ``[in, out]`` (in place; ``lm_head`` becomes its own copy when tied)."""
+    if weights.transposed:
+        return weights
+    for lw in weights.layers:
+        for name in _PROJECTIONS:
+            setattr(lw, name, getattr(lw, name).t().contiguous())
+    weights.lm_head = weights.lm_head.t().contiguous()  # [hidden, vocab]
+    weights.transposed = True
+    return weights
 
 
 def build_weights(
@@ -65,7 +96,8 @@ def build_weights(
     if tied and not config.tie_word_embeddings:
         raise ModelLoadError("checkpoint lacks 'lm_head.weight' and the config does not tie embeddings")
     lm_head = embed if tied else take("lm_head.weight")
-    return ModelWeights(embed=embed, layers=layers, norm=take("model.norm.weight"), lm_head=lm_head)
+    weights = ModelWeights(embed=embed, layers=layers, norm=take("model.norm.weight"), lm_head=lm_head)
+    return transpose_projections(weights) if device.type == "cpu" else weights
 
 
 def _layer(config: ModelConfig, p: str, take, cat) -> LayerWeights:

@@ -1,0 +1,55 @@
+"""JSON-Schema-Test-Suite and MaskBench through the JSON Schema compiler, against snapshots.
+
+A change that loses *or gains* coverage shows as a snapshot diff; rewrite the snapshots with
+``STRUCTGEN_UPDATE_SNAPSHOTS=1 pytest tests/conformance``. Independently of the snapshots, no
+invalid instance may ever be accepted by a schema that compiled. ``bench/conformance.py`` runs
+the whole of MaskBench and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import conformance_runner as cr  # noqa: E402
+
+MASKBENCH_SAMPLE = 800
+
+pytestmark = pytest.mark.skipif(not cr.DATA.exists(), reason="shared test data not present")
+
+
+def _compare(name: str, snap: dict) -> None:
+    path = cr.SNAPSHOTS / f"{name}.json"
+    if os.environ.get("STRUCTGEN_UPDATE_SNAPSHOTS") == "1" or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(snap, indent=1, ensure_ascii=False) + "\n")
+    expected = json.loads(path.read_text())
+    problems = []
+    for key in ("not_compiled", "valid_rejected", "invalid_accepted"):
+        gained = sorted(set(snap[key]) - set(expected[key]))
+        lost = sorted(set(expected[key]) - set(snap[key]))
+        if gained or lost:
+            problems.append(f"{key}: new {gained[:20]} gone {lost[:20]}")
+    if snap["counts"] != expected["counts"]:
+        problems.append(f"counts changed:\n{cr.table(snap)}")
+    assert not problems, f"{name} differs from its snapshot (update with STRUCTGEN_UPDATE_SNAPSHOTS=1):\n" + "\n".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("draft", ["draft2020-12", "draft7"])
+def test_json_schema_test_suite(draft):
+    snap = cr.run(cr.suite_items(draft))
+    assert snap["invalid_accepted"] == []
+    _compare(draft, snap)
+
+
+@pytest.mark.slow
+def test_maskbench_sample():
+    snap = cr.run(cr.maskbench_items(sample=MASKBENCH_SAMPLE, seed=0))
+    assert snap["invalid_accepted"] == []
+    _compare("maskbench_sample", snap)
