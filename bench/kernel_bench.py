@@ -13,7 +13,6 @@ it imports (CUDA only). The Triton interpreter is never timed: on the CPU only t
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -149,7 +148,7 @@ def bench_sampling(rows, measure, device, batches, gen):
             t = torch.full((b,), temp, device=device)
             kind = "greedy" if temp == 0 else "T=1 gumbel"
             for be in backends(device):
-                fn = lambda: masked_sample(logits, table, states, t, seeds, offsets, backend=be)  # noqa: E731
+                fn = lambda: masked_sample(logits, table, states, t, seeds, offsets, backend=be)
                 add(rows, "sample", case, f"masked_sample {kind} [{be}]", measure(fn, graph=be == "triton"), read)
 
 
@@ -195,7 +194,7 @@ def bench_attention(rows, measure, device, cases, heads, gen):
     qo_indptr = torch.arange(0, b * new + 1, new, device=device)
     q = torch.randn(b * new, n_q_heads, head_dim, dtype=dtype, device=device)
     for be in backends(device):
-        fn = lambda: extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, max_q_len=new,  # noqa: E731
+        fn = lambda: extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, max_q_len=new,
                                       backend=be)
         add(rows, "attn", f"extend B={b} prefix={prefix} new={new}", f"extend_attention [{be}]",
             measure(fn, graph=be == "triton"))

@@ -8,9 +8,12 @@ sits at context index ``L_i - n_i + r`` and attends context indices ``j <= L_i -
 
 ``AttentionPlan`` is built once per forward (index tensors, masks) and reused by every layer:
 
-* decode sequences (``n_i == 1``) are gathered into one padded batch and run as one SDPA call,
-  padding with the pool's padding slot and masking it out;
-* every other sequence (a prefill chunk) runs its own SDPA call, causal within its new tokens.
+* decode sequences (``n_i == 1``) are gathered into one padded batch, one SDPA call;
+* short chunks (``2 <= n_i <= SHORT_CHUNK``, e.g. jump-forward insertions) form a second padded
+  batch, queries padded to the longest chunk;
+* every longer chunk (a prefill) runs its own SDPA call, causal within its new tokens.
+
+Padding uses the pool's padding slot for keys and masks it out; padded query rows are dropped.
 """
 
 from __future__ import annotations
@@ -22,21 +25,27 @@ import torch.nn.functional as F
 
 from .kv_cache import PAD_SLOT
 
+SHORT_CHUNK = 16
+
 
 @dataclass
-class DecodeGroup:
-    """Single-token sequences batched together: rows ``rows`` ``[B]`` (None if they are rows 0..B-1)."""
+class PaddedGroup:
+    """Sequences run as one ``[B, H, N, D]`` x ``[B, KV, L, D]`` SDPA call (N, L padded)."""
 
-    rows: torch.Tensor | None  # [B] long, rows of the batch holding these tokens
-    gather: torch.Tensor  # [B * Lmax] long, slot ids (padded with PAD_SLOT)
-    mask: torch.Tensor | None  # [B, 1, 1, Lmax] bool, True = attend; None when nothing is masked
     batch: int
+    n_max: int
     max_len: int
+    q_rows: torch.Tensor  # [B * N] long, batch row of each padded query (padding repeats a real row)
+    identity: bool  # q_rows is 0..B-1 (decodes only, in row order)
+    gather: torch.Tensor  # [B * L] long, slot ids (padded with PAD_SLOT)
+    mask: torch.Tensor | None  # [B, 1, N, L] bool, True = attend; None when nothing is masked
+    keep: torch.Tensor | None  # [t] long, padded query positions that are real (None: all are)
+    dst_rows: torch.Tensor | None  # [t] long, batch rows receiving them (None: same as q_rows)
 
 
 @dataclass
 class PrefillSeq:
-    """One multi-token chunk: rows ``[start, stop)`` of the batch over context ``slots`` ``[L]``."""
+    """One long chunk: rows ``[start, stop)`` of the batch over context ``slots`` ``[L]``."""
 
     start: int
     stop: int
@@ -49,50 +58,76 @@ class AttentionPlan:
     """What every layer needs to run attention for one ``ForwardBatch``."""
 
     num_tokens: int
-    decode: DecodeGroup | None
+    groups: list[PaddedGroup]
     prefills: list[PrefillSeq]
+
+    @property
+    def is_plain_decode(self) -> bool:
+        """True when the batch is only decodes in row order (attention output needs no scatter)."""
+        return not self.prefills and len(self.groups) == 1 and self.groups[0].identity
 
 
 def build_plan(
     seq_lens: list[int], kv_slots: list[torch.Tensor], device: torch.device, window: int | None = None
 ) -> AttentionPlan:
-    """Group sequences into one padded decode batch and per-sequence prefill chunks."""
+    """Group the batch's sequences: padded decodes, padded short chunks, per-sequence prefills."""
     starts, total = [], 0
     for n in seq_lens:
         starts.append(total)
         total += n
-    dec = [i for i, n in enumerate(seq_lens) if n == 1]
-    prefills = [
-        _prefill(starts[i], seq_lens[i], kv_slots[i].to(device), device, window)
-        for i, n in enumerate(seq_lens)
-        if n > 1
+    decode = [i for i, n in enumerate(seq_lens) if n == 1]
+    short = [i for i, n in enumerate(seq_lens) if 1 < n <= SHORT_CHUNK]
+    groups = [
+        _padded([starts[i] for i in idx], [seq_lens[i] for i in idx], [kv_slots[i] for i in idx], device, window)
+        for idx in (decode, short)
+        if idx
     ]
-    decode = _decode_group([starts[i] for i in dec], [kv_slots[i] for i in dec], device, window) if dec else None
-    return AttentionPlan(num_tokens=total, decode=decode, prefills=prefills)
+    prefills = [
+        _prefill(starts[i], n, kv_slots[i].to(device), device, window)
+        for i, n in enumerate(seq_lens)
+        if n > SHORT_CHUNK
+    ]
+    return AttentionPlan(num_tokens=total, groups=groups, prefills=prefills)
 
 
-def _decode_group(
-    rows: list[int], slots: list[torch.Tensor], device: torch.device, window: int | None
-) -> DecodeGroup:
+def _padded(
+    starts: list[int], ns: list[int], slots: list[torch.Tensor], device: torch.device, window: int | None
+) -> PaddedGroup:
+    b, n_max = len(ns), max(ns)
     lens = [int(s.numel()) for s in slots]
     max_len = max(lens)
-    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=PAD_SLOT)  # [B, Lmax]
-    mask = None
-    if min(lens) != max_len or (window is not None and max_len > window):
-        j = torch.arange(max_len)  # [Lmax]
-        ln = torch.tensor(lens)[:, None]  # [B, 1]
-        keep = j[None, :] < ln  # [B, Lmax]
-        if window is not None:
-            keep &= j[None, :] > ln - 1 - window
-        mask = keep[:, None, None, :].to(device)  # [B, 1, 1, Lmax]
-    identity = rows == list(range(len(rows)))
-    return DecodeGroup(
-        rows=None if identity else torch.tensor(rows, device=device),
-        gather=padded.reshape(-1).to(device),
-        mask=mask,
-        batch=len(rows),
+    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=PAD_SLOT)  # [B, L]
+    mask = _padded_mask(ns, lens, n_max, max_len, window)
+    r = torch.arange(n_max)  # [N]
+    st, nt = torch.tensor(starts)[:, None], torch.tensor(ns)[:, None]  # [B, 1] x2
+    q_rows = (st + torch.minimum(r[None, :], nt - 1)).reshape(-1)  # [B*N], padding repeats a real row
+    real = (r[None, :] < nt).reshape(-1)  # [B*N]
+    all_real = bool(real.all())
+    identity = n_max == 1 and starts == list(range(b))
+    return PaddedGroup(
+        batch=b,
+        n_max=n_max,
         max_len=max_len,
+        q_rows=q_rows.to(device),
+        identity=identity,
+        gather=padded.reshape(-1).to(device),
+        mask=None if mask is None else mask.to(device),
+        keep=None if all_real else real.nonzero()[:, 0].to(device),
+        dst_rows=None if all_real else q_rows[real].to(device),
     )
+
+
+def _padded_mask(ns: list[int], lens: list[int], n_max: int, max_len: int, window: int | None):
+    """``[B, 1, N, L]`` bool mask (causal, padding, window), or None when nothing needs masking."""
+    if n_max == 1 and min(lens) == max_len and (window is None or max_len <= window):
+        return None
+    j = torch.arange(max_len)[None, None, :]  # [1, 1, L]
+    ln = torch.tensor(lens)[:, None, None]  # [B, 1, 1]
+    q_pos = ln - torch.tensor(ns)[:, None, None] + torch.arange(n_max)[None, :, None]  # [B, N, 1]
+    keep = (j < ln) & (j <= q_pos)  # [B, N, L]
+    if window is not None:
+        keep &= j > q_pos - window
+    return keep[:, None]  # [B, 1, N, L]
 
 
 def _prefill(start: int, n: int, slots: torch.Tensor, device: torch.device, window: int | None) -> PrefillSeq:
@@ -115,26 +150,29 @@ def pool_attention(
     The new tokens' K/V must already be written to the pool. Returns ``[T, H, D]``. Grouped-query
     attention: query head ``h`` reads KV head ``h // (H // KV)``.
     """
-    dec = plan.decode
-    if dec is not None and not plan.prefills and dec.rows is None:
-        return _decode(q, k_cache, v_cache, dec, scale)
+    if plan.is_plain_decode:
+        return _group_attention(q, k_cache, v_cache, plan.groups[0], scale)
     out = torch.empty_like(q)  # [T, H, D]
-    if dec is not None:
-        rows = dec.rows if dec.rows is not None else torch.arange(dec.batch, device=q.device)
-        out.index_copy_(0, rows, _decode(q.index_select(0, rows), k_cache, v_cache, dec, scale))
+    for g in plan.groups:
+        o = _group_attention(q.index_select(0, g.q_rows), k_cache, v_cache, g, scale)  # [B*N, H, D]
+        if g.keep is None:
+            out.index_copy_(0, g.q_rows, o)
+        else:
+            out.index_copy_(0, g.dst_rows, o.index_select(0, g.keep))
     for p in plan.prefills:
         out[p.start : p.stop] = _prefill_attention(q[p.start : p.stop], k_cache, v_cache, p, scale)
     return out
 
 
-def _decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, dec: DecodeGroup, scale: float):
-    b, heads, dim = q.shape
+def _group_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, g: PaddedGroup, scale: float):
+    """``q`` ``[B*N, H, D]`` (padded queries, sequence-major) → ``[B*N, H, D]``."""
+    _, heads, dim = q.shape
     kv = k_cache.shape[1]
-    k = k_cache.index_select(0, dec.gather).view(b, dec.max_len, kv, dim).transpose(1, 2)  # [B, KV, Lmax, D]
-    v = v_cache.index_select(0, dec.gather).view(b, dec.max_len, kv, dim).transpose(1, 2)  # [B, KV, Lmax, D]
-    qb = q.view(b, heads, 1, dim)  # [B, H, 1, D]
-    o = F.scaled_dot_product_attention(qb, k, v, attn_mask=dec.mask, scale=scale, enable_gqa=kv != heads)
-    return o.view(b, heads, dim)  # [B, H, D]
+    k = k_cache.index_select(0, g.gather).view(g.batch, g.max_len, kv, dim).transpose(1, 2)  # [B, KV, L, D]
+    v = v_cache.index_select(0, g.gather).view(g.batch, g.max_len, kv, dim).transpose(1, 2)  # [B, KV, L, D]
+    qb = q.view(g.batch, g.n_max, heads, dim).transpose(1, 2)  # [B, H, N, D]
+    o = F.scaled_dot_product_attention(qb, k, v, attn_mask=g.mask, scale=scale, enable_gqa=kv != heads)
+    return o.transpose(1, 2).reshape(g.batch * g.n_max, heads, dim)  # [B*N, H, D]
 
 
 def _prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, p: PrefillSeq, scale: float):

@@ -199,11 +199,6 @@ class Sequence:
     def finished(self) -> bool:
         return self.status is Status.FINISHED
 
-    @property
-    def needs_sample(self) -> bool:
-        """True when all tokens will have K/V after computing the rest, and output continues."""
-        return self.params.max_tokens > 0 or self.score_from is not None
-
     def result(self) -> GenerationResult:
         return GenerationResult(
             text=self.text, token_ids=list(self.output_ids), finish_reason=self.finish_reason or "abort",

@@ -137,7 +137,9 @@ class Runtime:
     def generate(self, prompts: Any, constraint: Any = None, **sampling: Any) -> list[GenerationResult]:
         """Generate for one prompt or a list of prompts, as one batch; results in prompt order."""
         batch = prompts if is_prompt_list(prompts) else [prompts]
-        handles = [self.submit(GenerateRequest(p, constraint=constraint, **sampling)) for p in batch]
+        GenerateRequest(None, **sampling).sampling()  # RequestError before any request is queued
+        fsm = self.compile(constraint)
+        handles = [self.submit(GenerateRequest(p, constraint=fsm, **sampling)) for p in batch]
         return [h.result() for h in handles]
 
     def score(self, prefix: Any, continuations: list[str], raw: bool = True) -> list[float]:

@@ -83,7 +83,7 @@ class RuntimeBackend(Backend):
         return dict(self.runtime.stats())
 
 
-_wrapped: "weakref.WeakKeyDictionary[Any, Backend]" = weakref.WeakKeyDictionary()
+_wrapped: weakref.WeakKeyDictionary[Any, Backend] = weakref.WeakKeyDictionary()
 _wrap_lock = threading.Lock()
 
 

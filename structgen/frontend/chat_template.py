@@ -37,19 +37,19 @@ class ChatTemplate:
         return self.parts[(role, first)][1]
 
     @classmethod
-    def chatml(cls) -> "ChatTemplate":
+    def chatml(cls) -> ChatTemplate:
         parts = {(r, f): (f"<|im_start|>{r}\n", "<|im_end|>\n") for r in ("system", "user", "assistant")
                  for f in (True, False)}
         return cls(parts, "chatml")
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> "ChatTemplate":
+    def from_tokenizer(cls, tokenizer: Any) -> ChatTemplate:
         """Derive the parts from ``tokenizer``'s chat template (ChatML when it has none)."""
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             return cls.chatml()
         try:
             parts = {(r, f): _derive(tokenizer, r, f) for r in ("system", "user", "assistant") for f in (True, False)}
-        except Exception as e:  # templates that refuse the probe conversations
+        except Exception as e:  # noqa: BLE001 - templates that refuse the probe conversations
             log.warning("chat template cannot be split into role parts (%s); using ChatML", e)
             return cls.chatml()
         return cls(parts, "tokenizer")

@@ -26,7 +26,16 @@ from typing import Any
 
 from ..constraints import Choice
 from ..errors import GenerationError, ProgramError, StructgenError
-from .primitives import TOKEN_LENGTH_NORMALIZED, Expr, Gen, RoleBegin, RoleEnd, Select, Text, _flatten
+from .primitives import (
+    TOKEN_LENGTH_NORMALIZED,
+    Expr,
+    Gen,
+    RoleBegin,
+    RoleEnd,
+    Select,
+    Text,
+    _flatten,
+)
 
 _FRONTEND_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -54,7 +63,7 @@ class ProgramContext:
         self.errors: list = []
         self.lock = threading.Lock()
 
-    def add(self, executor: "Executor") -> None:
+    def add(self, executor: Executor) -> None:
         with self.lock:
             self.executors.append(executor)
 
@@ -73,7 +82,7 @@ class ProgramContext:
 class Executor:
     """Text, messages and variables of one state, and the queue of operations that builds them."""
 
-    def __init__(self, ctx: ProgramContext, parent: "Executor | None" = None):
+    def __init__(self, ctx: ProgramContext, parent: Executor | None = None):
         self.ctx = ctx
         self.text = parent.text if parent else ""
         self.messages = list(parent.messages) if parent else []
@@ -160,7 +169,7 @@ class Executor:
             if self.error is None:
                 try:
                     self._execute(item)
-                except BaseException as e:  # recorded, raised to the program on its next read
+                except BaseException as e:  # noqa: BLE001 - recorded, raised to the program on its next read
                     self._fail(e, where)
             event.set()
         self._notify()

@@ -10,8 +10,9 @@ arguments structgen cannot honour raise ``ProgramError`` at once instead of bein
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ..constraints import Choice, Constraint, JsonSchema, Regex, as_constraint
 from ..errors import ProgramError
@@ -35,10 +36,10 @@ _DTYPE_REGEX = {
 class Expr:
     """Base of every program expression; ``a + b`` concatenates into an ``ExprList``."""
 
-    def __add__(self, other: Any) -> "ExprList":
+    def __add__(self, other: Any) -> ExprList:
         return ExprList(_flatten(self) + _flatten(_as_expr(other)))
 
-    def __radd__(self, other: Any) -> "ExprList":
+    def __radd__(self, other: Any) -> ExprList:
         return ExprList(_flatten(_as_expr(other)) + _flatten(self))
 
 
@@ -158,9 +159,9 @@ def gen(
                       TOKEN_LENGTH_NORMALIZED if choices_method is None else choices_method)
     _reject_unsupported(locals())
     constraint, parse = _constraint_of(regex=regex, schema=schema, json_schema=json_schema, dtype=dtype)
-    sampling = {k: v for k, v in dict(max_tokens=max_tokens, stop=stop, temperature=temperature, top_p=top_p,
-                                      top_k=top_k, min_p=min_p, ignore_eos=ignore_eos, seed=seed).items()
-                if v is not None}
+    options = {"max_tokens": max_tokens, "stop": stop, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+               "min_p": min_p, "ignore_eos": ignore_eos, "seed": seed}
+    sampling = {k: v for k, v in options.items() if v is not None}
     if "top_k" in sampling and sampling["top_k"] < 0:
         sampling["top_k"] = 0  # SGLang spells "no top-k" as -1
     return Gen(_check_name(name), sampling, constraint, parse, bool(return_logprob))
@@ -193,7 +194,7 @@ def _reject_unsupported(args: dict) -> None:
 
 
 def _constraint_of(*, regex, schema, json_schema, dtype) -> tuple[Constraint | None, str]:
-    given = [k for k, v in dict(regex=regex, schema=schema, json_schema=json_schema, dtype=dtype).items()
+    given = [k for k, v in {"regex": regex, "schema": schema, "json_schema": json_schema, "dtype": dtype}.items()
              if v is not None]
     if len(given) > 1:
         raise ProgramError(f"gen() takes at most one of regex=, schema=, json_schema=, dtype=; got {given}")

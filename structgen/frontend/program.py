@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ProgramError
 from .backends import resolve_backend
@@ -35,7 +36,8 @@ class Program:
         params = list(inspect.signature(func).parameters.values())
         if not params:
             raise ProgramError(f"program {func.__name__!r} must take the state as its first parameter: def f(s, ...)")
-        self.arg_names = [p.name for p in params[1:]]
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.arg_names = [p.name for p in params[1:] if p.kind in named]
 
     def __call__(self, *args: Any, **kwargs: Any) -> ProgramState:
         return self.run(*args, **kwargs)
@@ -86,7 +88,7 @@ class Program:
     def _run_streaming(self, state: ProgramState, args: tuple, kwargs: dict) -> None:
         try:
             self._execute(state, args, kwargs)
-        except BaseException as e:  # surfaced by text_iter / sync through the context
+        except BaseException as e:  # noqa: BLE001 - surfaced by text_iter / sync through the context
             state._ex.ctx.record_error(e)
 
     def run_batch(self, batch_kwargs: list, *, runtime: Any = None, backend: Any = None,

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ..constraints import Choice, JsonSchema, PydanticModel, Regex
 from ..errors import ConstraintError, RegexError, RequestError, SchemaError
@@ -65,7 +66,7 @@ class RemoteRuntime(Backend):
                 self._client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=self.headers)
             return self._client
 
-    def submit(self, prompt: str, constraint: Any, sampling: dict) -> "_RemoteHandle":
+    def submit(self, prompt: str, constraint: Any, sampling: dict) -> _RemoteHandle:
         return _RemoteHandle(self, request_body(self.model, prompt, constraint, sampling))
 
     def stats(self) -> dict:

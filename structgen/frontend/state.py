@@ -7,8 +7,8 @@ A state is a façade over an ``Executor`` (see ``interpreter.py`` for the execut
 from __future__ import annotations
 
 import contextlib
-import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import ProgramError
 from .interpreter import Executor, user_location
@@ -23,7 +23,7 @@ class ProgramState:
         self.ret_value: Any = None
 
     # ---- writing -----------------------------------------------------------------------
-    def __iadd__(self, other: Any) -> "ProgramState":
+    def __iadd__(self, other: Any) -> ProgramState:
         where = user_location()
         if self._ex.ctx.returned:
             raise ProgramError(
@@ -63,7 +63,7 @@ class ProgramState:
         """Like ``system`` for an assistant turn."""
         return self._role_scope("assistant", expr)
 
-    def fork(self, size: int = 1, position_ids_offset: Any = None) -> "ForkGroup":
+    def fork(self, size: int = 1, position_ids_offset: Any = None) -> ForkGroup:
         """``size`` child states that start from this state's text, messages and variables.
 
         Waits for this state's queued operations, puts the shared prefix in the runtime's cache
@@ -163,7 +163,7 @@ class ForkGroup:
     def __iter__(self) -> Iterator[ProgramState]:
         return iter(self.states)
 
-    def __iadd__(self, other: Any) -> "ForkGroup":
+    def __iadd__(self, other: Any) -> ForkGroup:
         """Add to every child: an expression/str to each, ``f(i)`` to child i, or ``other[i]``."""
         for i, state in enumerate(self.states):
             if isinstance(other, (list, tuple)):

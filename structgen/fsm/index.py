@@ -137,6 +137,17 @@ class TokenFSM:
             state = int(dfa.table[state, live[0]])
         return bytes(out)
 
+    def successors(self, state: int) -> np.ndarray:
+        """Distinct states one token away from ``state`` (sorted int32; ``state`` itself when EOS is allowed)."""
+        return np.unique(self.row(state).nexts)
+
+    def prefetch(self, states) -> None:
+        """Compute the rows of ``states`` now, in one walk (e.g. a state's successors, on a worker
+        thread while the model runs its forward pass). Rows already known are skipped."""
+        todo = [int(s) for s in states if int(s) >= 0 and int(s) not in self._rows]
+        for i in range(0, len(todo), _WALK_BATCH):
+            self._compute(todo[i : i + _WALK_BATCH])
+
     def expand_all(self) -> "TokenFSM":
         """Compute every state reachable from the initial one; CompileLimitError past ``max_states``."""
         frontier, seen = [self.initial_state], {self.initial_state}

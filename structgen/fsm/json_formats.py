@@ -16,6 +16,8 @@ invalid slips through), sometimes rejecting rare valid forms. Semantics per form
 - ``uri`` / ``uri-reference``: the RFC 3986 grammar (``URI`` / ``URI-reference``: scheme,
   authority with userinfo, IP-literal, port digits, path forms, query, fragment; ASCII only).
 - ``json-pointer``, ``relative-json-pointer``: RFC 6901 / draft syntax.
+- ``duration``: RFC 3339 appendix A (``P1Y2M``, ``PT5M``, ``P3W``).
+- ``byte`` (OpenAPI): padded base64. ``binary``, ``password`` (OpenAPI): any string.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ _REL = f"(?://{_AUTHORITY}{_SEGS}|/(?:{_PCHAR}+{_SEGS})?|{_PCHAR_NC}+{_SEGS}|)"
 URI = f"[A-Za-z][A-Za-z0-9+.\\-]*:{_HIER}{_TAIL}"
 _JP = "(?:/(?:[^~/]|~[01])*)*"
 
+_DUR_TIME = "T(?:[0-9]+H(?:[0-9]+M(?:[0-9]+S)?)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
+_DUR_DATE = f"(?:[0-9]+Y(?:[0-9]+M(?:[0-9]+D)?)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?:{_DUR_TIME})?"
+_B64 = "[A-Za-z0-9+/]"
+
 FORMATS: dict[str, str] = {
     "date": DATE,
     "time": _TIME,
@@ -82,6 +88,10 @@ FORMATS: dict[str, str] = {
     "uri-reference": f"(?:{URI}|{_REL}{_TAIL})",
     "json-pointer": f"(?s:{_JP})",
     "relative-json-pointer": f"(?s:(?:0|[1-9][0-9]*)(?:#|{_JP}))",
+    "duration": f"P(?:{_DUR_DATE}|{_DUR_TIME}|[0-9]+W)",
+    "byte": f"(?:{_B64}{{4}})*(?:{_B64}{{2}}==|{_B64}{{3}}=)?",
+    "binary": "(?s:.*)",
+    "password": "(?s:.*)",
 }
 
 MAX_HOSTNAME = 253

@@ -124,8 +124,16 @@ class ExprPool:
         if b == EPS_ID:
             return a
         na = self._nodes[a]
-        if na[0] == _CONCAT:  # keep right-nested: (x y) b == x (y b)
-            return self._concat2(na[1], self._concat2(na[2], b))
+        if na[0] == _CONCAT:  # keep right-nested: (x y) b == x (y b); iterative for long chains
+            heads = []
+            while na[0] == _CONCAT:
+                heads.append(na[1])
+                a = na[2]
+                na = self._nodes[a]
+            out = self._concat2(a, b)
+            for x in reversed(heads):
+                out = self._concat2(x, out)
+            return out
         return self._intern(
             (_CONCAT, a, b), self._nullable[a] and self._nullable[b], self._has_bool[a] or self._has_bool[b]
         )
@@ -353,7 +361,12 @@ class ExprPool:
         node = self._nodes[a]
         if node[0] in (_CONCAT, _ALT, _REPEAT):  # decided by the parts: no search needed
             if node[0] == _CONCAT:
-                live = self.is_live(node[1], budget) and self.is_live(node[2], budget)
+                live = True
+                while live and node[0] == _CONCAT:  # iterative along right-nested chains
+                    live = self.is_live(node[1], budget)
+                    nxt = node[2]
+                    node = self._nodes[nxt]
+                live = live and self.is_live(nxt, budget)
             elif node[0] == _ALT:
                 live = any(self.is_live(x, budget) for x in node[1])
             else:

@@ -57,7 +57,7 @@ def unicode_to_bytes() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Vocabulary:
     """Token bytes by id (``None``: never allowed), EOS ids and the model's vocabulary size.
 
@@ -87,6 +87,9 @@ class Vocabulary:
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and other.fingerprint == self.fingerprint
 
     # ------------------------------------------------------------------ constructors
     @classmethod

@@ -129,7 +129,9 @@ def check_tensor(
     if t.dim() != ndim:
         raise KernelInputError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
     if device is not None and t.device != device:
-        raise KernelInputError(f"{name} is on {t.device} but the logits/queries are on {device}; move it with {name}.to({str(device)!r})")
+        raise KernelInputError(
+            f"{name} is on {t.device} but the other inputs are on {device}; move it with {name}.to({str(device)!r})"
+        )
     return t
 
 

@@ -70,7 +70,7 @@ def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *,
         num_splits: KV chunks per sequence for the Triton path (default from the batch shape,
             no host sync); ignored by the torch path.
     """
-    n_q_heads, n_kv_heads, head_dim = _check_pool(q, k_pool, v_pool, ("kv_indptr",), (kv_indptr,), kv_indices)
+    _, _, head_dim = _check_pool(q, k_pool, v_pool, ("kv_indptr",), (kv_indptr,), kv_indices)
     B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
     scale = _scale(sm_scale, head_dim)
     if B.resolve_backend(backend, q.device) == "triton":

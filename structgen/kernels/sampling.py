@@ -76,15 +76,20 @@ def inverse_temperature(temperature: torch.Tensor) -> torch.Tensor:
 def masked_sample_torch(logits, table, states, temperature, seeds, offsets) -> torch.Tensor:
     """Reference implementation of :func:`masked_sample` (arguments not validated).
 
-    Noise is drawn only where it can matter (allowed entries of sampled rows), so constrained
-    rows stay cheap on a CPU; this path synchronises with the host (``nonzero``).
+    When few entries need noise (allowed entries of sampled rows, the constrained case) it is
+    drawn only there, so constrained rows stay cheap on a CPU; this path synchronises with the
+    host (``nonzero``). The result is the same either way.
     """
     n, v = logits.shape
     allowed = unpack_bitmask(rows_by_state(table, states), v) | (states < 0).unsqueeze(1)  # [B, V] bool
     x = logits.float().masked_fill(~allowed, float("-inf"))  # [B, V] fp32
     inv = inverse_temperature(temperature)  # [B]
-    r, c = torch.nonzero((x > float("-inf")) & (inv > 0).unsqueeze(1), as_tuple=True)  # [K], [K]
-    if r.numel():
+    needs_noise = (x > float("-inf")) & (inv > 0).unsqueeze(1)  # [B, V] bool
+    if 8 * int(needs_noise.sum()) > needs_noise.numel():
+        noisy = x * inv.unsqueeze(1) + gumbel_noise(seeds, offsets, v)  # [B, V]
+        x = torch.where((inv > 0).unsqueeze(1), noisy, x)
+    else:
+        r, c = torch.nonzero(needs_noise, as_tuple=True)  # [K], [K]
         x[r, c] = x[r, c] * inv[r] + gumbel_at(seeds[r], offsets[r], c)
     if v == 0:
         return torch.full((n,), -1, dtype=torch.int64, device=logits.device)

@@ -87,14 +87,33 @@ def test_config_matches_transformers(pair):
     assert c.tie_word_embeddings == bool(h.tie_word_embeddings)
 
 
-def test_prefill_logits_match(pair):
+@pytest.mark.parametrize("length", [13, 30])  # a short chunk (padded path) and a long prefill
+def test_prefill_logits_match(pair, length):
     hf, runner = pair
-    tokens = _tokens(13, 1)
+    tokens = _tokens(length, 1)
     pool = runner.new_kv_pool(64)
     slots = pool.alloc(len(tokens))
     ours = runner.forward(ForwardBatch.build([(tokens, 0, slots, slots)], all_logits=True), pool)
-    assert ours.dtype == torch.float32 and ours.shape == (13, VOCAB)
+    assert ours.dtype == torch.float32 and ours.shape == (length, VOCAB)
     assert (ours - _hf_logits(hf, tokens)).abs().max().item() <= ATOL
+
+
+def test_chunked_prefill_next_to_decodes(pair):
+    """A 45-token prompt prefilled in chunks of 20, 20 and 5 while another sequence decodes."""
+    hf, runner = pair
+    pool = runner.new_kv_pool(128)
+    long, other = _tokens(45, 14), _tokens(12, 15)
+    ctx_o = pool.alloc(9)
+    runner.forward(ForwardBatch.build([(other[:9], 0, ctx_o, ctx_o)]), pool)
+    ctx_l = torch.empty(0, dtype=torch.long)
+    ref_l, ref_o = _hf_logits(hf, long), _hf_logits(hf, other)
+    for step, (a, b) in enumerate([(0, 20), (20, 40), (40, 45)]):
+        new_l, new_o = pool.alloc(b - a), pool.alloc(1)
+        ctx_l, ctx_o = torch.cat([ctx_l, new_l]), torch.cat([ctx_o, new_o])
+        seqs = [([other[9 + step]], 9 + step, new_o, ctx_o), (long[a:b], a, new_l, ctx_l)]
+        out = runner.forward(ForwardBatch.build(seqs, all_logits=True), pool)
+        assert (out[0] - ref_o[9 + step]).abs().max().item() <= ATOL
+        assert (out[1:] - ref_l[a:b]).abs().max().item() <= ATOL, f"chunk {a}:{b}"
 
 
 def test_decode_steps_match(pair):

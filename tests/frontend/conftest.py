@@ -18,10 +18,6 @@ def fake_rt():
 
 
 @pytest.fixture(scope="session")
-def real_rt():
-    """The embedded default model in a ``Runtime``, shared by this directory's slow tests."""
-    from structgen.engine import Runtime
-
-    rt = Runtime()
-    yield rt
-    rt.shutdown()
+def real_rt(default_runtime):
+    """The embedded default model: the session's shared ``Runtime`` (tests/conftest.py)."""
+    return default_runtime

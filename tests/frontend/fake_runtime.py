@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from structgen.constraints import Choice, as_constraint
 from structgen.engine.request import GenerationResult

@@ -23,7 +23,7 @@ def test_unknown_variable_names_the_line_and_known_variables(fake_rt):
     @sg.function
     def f(s):
         s += sg.gen("answer")
-        s["answr"]  # typo  # noqa: B018
+        s["answr"]  # typo
 
     with pytest.raises(ProgramError) as exc:
         f.run()
@@ -69,7 +69,7 @@ def test_error_surfaces_on_read_inside_the_program():
     def f(s):
         s += sg.gen("x", regex="a")
         try:
-            s["x"]  # noqa: B018
+            s["x"]
         except RegexError as e:
             seen.append(e)
             raise
@@ -139,7 +139,7 @@ def test_streaming_program_error_is_raised_by_text_iter(fake_rt):
     @sg.function
     def f(s):
         s += "start "
-        s["missing"]  # noqa: B018
+        s["missing"]
 
     state = f.run(stream=True)
     with pytest.raises(ProgramError, match="no variable 'missing'"):

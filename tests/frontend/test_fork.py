@@ -67,7 +67,6 @@ def test_nested_forks_form_a_tree():
             a += f"a{i} "
             for j, b in enumerate(a.fork(2)):
                 b += f"b{j} " + sg.gen("leaf", stop="\n")
-        return None
 
     tree.run(runtime=rt)
     leaves = [r.prompt for r in rt.requests if r.max_tokens != 0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from fake_runtime import FakeRuntime, default_responder
 from pydantic import BaseModel
 
 import structgen.frontend as sg
-from structgen.constraints import Choice, JsonSchema, Regex
+from structgen.constraints import Choice, Regex
 from structgen.errors import ProgramError
 
 
@@ -173,7 +174,7 @@ def test_python_control_flow_over_results(fake_rt):
     assert len(set(state["items"])) == 3  # each item saw a different prompt
     # every item request's prompt extends the previous request's prompt + output
     prompts = [r.prompt for r in fake_rt.requests]
-    assert all(b.startswith(a) for a, b in zip(prompts, prompts[1:]))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(prompts))
     assert fake_rt.stats()["cached_prompt_tokens"] > 0
 
 
@@ -240,3 +241,18 @@ def test_return_value_and_logprob_meta(fake_rt):
     assert state.ret_value == 42
     meta = state.get_meta_info("a")
     assert meta["finish_reason"] == "stop" and len(meta["logprobs"]) == len(state["a"])
+
+
+def test_kwargs_program_and_sampling_names(fake_rt):
+    @sg.function
+    def f(s, **args):
+        s += args["text"] + sg.gen("a")
+
+    @sg.function
+    def g(s, temperature):  # a program parameter named like a sampling option stays an argument
+        s += str(temperature) + sg.gen("a")
+
+    f.run(text="hi ", temperature=0.7)
+    g.run(temperature=3)
+    assert fake_rt.requests[0].prompt == "hi " and fake_rt.requests[0].temperature == 0.7
+    assert fake_rt.requests[1].prompt == "3" and fake_rt.requests[1].temperature == 0.0

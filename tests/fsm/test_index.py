@@ -216,3 +216,12 @@ def test_compile_from_hf_tokenizer(smollm2_tokenizer):
     ids = smollm2_tokenizer.encode("negative", add_special_tokens=False)
     assert accepts(fsm, ids)
     assert fsm.vocab_size == 49152 and 2 in fsm.eos_token_ids
+
+
+def test_prefetch_computes_successor_rows(toy_vocab):
+    fsm = fsm_of(Regex(r"(ab|c)[0-9]?d"), toy_vocab)
+    succ = fsm.successors(fsm.initial_state)
+    assert len(succ) >= 2 and fsm.num_states_expanded == 1
+    fsm.prefetch(succ)
+    assert fsm.num_states_expanded == 1 + len(set(succ.tolist()) - {fsm.initial_state})
+    assert accepts(fsm, [ord("c"), ord("7"), ord("d")])

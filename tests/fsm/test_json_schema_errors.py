@@ -32,10 +32,16 @@ def test_unenforceable_or_invalid_raises_with_keyword_and_pointer(schema, keywor
 
 
 def test_overlapping_oneof_with_ordered_objects_raises():
-    schema = {"oneOf": [{"properties": {"a": {}, "b": {}}}, {"required": ["a"]}]}
+    schema = {"oneOf": [{"properties": {"a": {}, "b": {}}, "minProperties": 1}, {"required": ["a"]}]}
     with pytest.raises(SchemaError) as info:
         compile_bytes(JsonSchema(schema))
     assert info.value.keyword == "oneOf"
+
+
+def test_overlapping_oneof_of_required_sets_is_exact():
+    dfa = compile_bytes(JsonSchema({"oneOf": [{"required": ["a"]}, {"required": ["b"]}]}))
+    assert dfa.matches('{"a": 1}') and dfa.matches('{"b": 1}')
+    assert not dfa.matches('{"a": 1, "b": 2}') and not dfa.matches("{}") and not dfa.matches("3")
 
 
 def test_non_strict_drops_with_one_warning_listing_everything():

@@ -16,7 +16,7 @@ def csr(rows: list[dict[int, int]]):
             tokens.append(tok)
             nexts.append(row[tok])
         indptr.append(len(tokens))
-    as_t = lambda xs: torch.tensor(xs, dtype=torch.int32)  # noqa: E731
+    as_t = lambda xs: torch.tensor(xs, dtype=torch.int32)
     return as_t(indptr), as_t(tokens), as_t(nexts)
 
 

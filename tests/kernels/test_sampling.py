@@ -127,3 +127,18 @@ def test_pointwise_noise_equals_the_noise_grid(gen):
     grid = gumbel_noise(seeds, offsets, 37)
     rows, cols = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 36, 13, 14])
     assert torch.equal(gumbel_at(seeds[rows], offsets[rows], cols), grid[rows, cols])
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_sparse_masks_sample_by_the_same_formula(request, device, gen, backend):
+    if backend == "triton":
+        request.getfixturevalue("triton_ready")
+    logits = torch.randn(4, 1500, generator=gen)
+    allowed = torch.zeros(4, 1500, dtype=torch.bool)
+    allowed[:, [3, 700, 701, 1499]] = True  # few allowed tokens: the torch path draws noise pointwise
+    seeds, offsets = torch.tensor([11, 12, 13, 14]), torch.tensor([0, 1, 2, 3])
+    temps = torch.tensor([1.0, 0.3, 5.0, 1.0])
+    got = masked_sample(*args(device, logits, pack_bitmask(allowed), torch.arange(4), temps, seeds, offsets),
+                        backend=backend)
+    scores = (logits * (1 / temps).unsqueeze(1) + gumbel_noise(seeds, offsets, 1500)).masked_fill(~allowed, -1e30)
+    assert got.tolist() == scores.argmax(1).tolist()

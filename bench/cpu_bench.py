@@ -1,0 +1,152 @@
+"""CPU benchmark of the embedded default model (SmolLM2-135M-Instruct), printed as tables.
+
+    python bench/cpu_bench.py [--tokens 64] [--threads N] [--skip-hf]
+
+1. Decode throughput, structgen vs Hugging Face ``generate()`` on the same weights (the
+   transformers model is loaded from the same GGUF file), batch 1 and 8, fixed output length
+   (``ignore_eos`` / ``min_new_tokens``), greedy.
+2. Constrained vs unconstrained, same output lengths: a regex over printable ASCII that cannot
+   finish before ``--tokens`` tokens, against free text with ``ignore_eos``; batch 8.
+3. Shared prefix: 32 requests sharing a ~1,000-token few-shot prefix, radix cache on vs off
+   (wall time and prompt tokens served from the cache).
+
+Targets: >= 2x HF throughput at batch 8; constrained <= 5% slower; shared prefix >= 90% of the
+prefix tokens from the cache and >= 3x faster with the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+PROMPTS = [
+    "Write a short story about a lighthouse keeper.",
+    "Explain how a bicycle works.",
+    "List some facts about the moon.",
+    "Describe your favourite meal.",
+    "What is the history of the printing press?",
+    "Write a poem about autumn leaves.",
+    "How do bees make honey?",
+    "Give advice to a new programmer.",
+]
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def structgen_throughput(rt, prompts, n_tokens, constraint=None):
+    kwargs = dict(max_tokens=n_tokens, ignore_eos=True)
+    rt.generate(prompts[:1], constraint, max_tokens=4, ignore_eos=True)  # warm-up
+    results, dt = timed(lambda: rt.generate(prompts, constraint, **kwargs))
+    produced = sum(r.completion_tokens for r in results)
+    return produced / dt, produced, dt
+
+
+def hf_throughput(model, tok, prompts, n_tokens):
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    gen = dict(max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        model.generate(**tok(texts[:1], return_tensors="pt", add_special_tokens=False), max_new_tokens=4, do_sample=False,
+                       pad_token_id=tok.pad_token_id)  # warm-up
+        out, dt = timed(lambda: model.generate(**enc, **gen))
+    produced = (out.shape[1] - enc["input_ids"].shape[1]) * len(prompts)
+    return produced / dt, produced, dt
+
+
+def few_shot_prefix(tok, target_tokens=1000):
+    shots, i = [], 0
+    while len(tok.encode("\n".join(shots))) < target_tokens:
+        shots.append(f"Example {i}: the {['red', 'blue', 'green', 'amber'][i % 4]} box number {i} holds "
+                     f"{i * 7 % 13} marbles and weighs {i * 3 % 11} kilograms; label it as category {chr(65 + i % 5)}.")
+        i += 1
+    return "You label boxes.\n" + "\n".join(shots) + "\n"
+
+
+def shared_prefix(model_path, radix, n_req=32, out_tokens=8, **opts):
+    from structgen.engine.runtime import Runtime
+
+    rt = Runtime(model_path, device="cpu", radix_cache=radix, **opts)
+    try:
+        prefix = few_shot_prefix(rt.tokenizer)
+        prompts = [prefix + f"Now label box number {100 + i}." for i in range(n_req)]
+        prefix_len = len(rt.tokenizer.encode(prefix))
+        rt.generate("warm-up", max_tokens=2)
+        before = rt.stats()
+        _, dt = timed(lambda: rt.generate(prompts, max_tokens=out_tokens, ignore_eos=True))
+        after = rt.stats()
+        cached = after["cached_prompt_tokens"] - before["cached_prompt_tokens"]
+        prompt = after["prompt_tokens"] - before["prompt_tokens"]
+        return dt, cached, prompt, prefix_len * n_req
+    finally:
+        rt.shutdown()
+
+
+def table(title, header, rows):
+    print(f"\n{title}")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=64, help="generated tokens per request")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--skip-hf", action="store_true", help="skip the Hugging Face baseline")
+    ap.add_argument("--skip-prefix", action="store_true", help="skip the shared-prefix workload")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from structgen import Regex, assets
+    from structgen.engine.runtime import Runtime
+
+    gguf = assets.default_model_file()
+    print(f"model: {assets.DEFAULT_MODEL_NAME} ({gguf.name}, float32), CPU: {platform.processor() or platform.machine()}, "
+          f"torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    rt = Runtime(device="cpu", max_batch_size=64)
+    rows, sg = [], {}
+    for b in (1, 8):
+        tps, n, dt = structgen_throughput(rt, PROMPTS[:b], args.tokens)
+        sg[b] = tps
+        rows.append(["structgen", b, n, f"{dt:.2f}", f"{tps:.1f}", ""])
+    if not args.skip_hf:
+        from transformers import AutoModelForCausalLM
+
+        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+        for b in (1, 8):
+            tps, n, dt = hf_throughput(hf, rt.tokenizer, PROMPTS[:b], args.tokens)
+            rows.append(["HF generate", b, n, f"{dt:.2f}", f"{tps:.1f}", f"structgen {sg[b] / tps:.2f}x"])
+        del hf
+    table(f"1. decode throughput, greedy, {args.tokens} new tokens per request", ["engine", "batch", "tokens", "s", "tok/s", "ratio"], rows)
+
+    free, _, _ = structgen_throughput(rt, PROMPTS, args.tokens)
+    cons, _, _ = structgen_throughput(rt, PROMPTS, args.tokens, Regex(r"[ -~]{4000}"))
+    table("2. constrained vs unconstrained (batch 8, same lengths)", ["workload", "tok/s", "slowdown"],
+          [["free text (ignore_eos)", f"{free:.1f}", ""], ["regex [ -~]{4000}", f"{cons:.1f}", f"{(1 - cons / free) * 100:+.1f}%"]])
+    rt.shutdown()
+
+    if not args.skip_prefix:
+        on = shared_prefix(None, True)
+        off = shared_prefix(None, False)
+        table("3. shared prefix: 32 requests, ~1,000-token few-shot prefix, 8 new tokens each",
+              ["radix cache", "s", "prompt tokens", "cached", "prefix tokens cached", "speed-up"],
+              [["on", f"{on[0]:.2f}", on[2], on[1], f"{on[1] / on[3] * 100:.1f}%", f"{off[0] / on[0]:.2f}x"],
+               ["off", f"{off[0]:.2f}", off[2], off[1], f"{off[1] / off[3] * 100:.1f}%", "1.00x"]])
+
+
+if __name__ == "__main__":
+    main()
