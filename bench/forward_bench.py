@@ -24,11 +24,12 @@ import time
 
 import torch
 
-SMOLLM2_SHAPES = dict(
-    vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-    num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rms_norm_eps=1e-5,
-    tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
-)  # fmt: skip
+SMOLLM2_SHAPES = {
+    "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+    "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
+}  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -129,7 +130,7 @@ def bench_generate(runner, hf, batch: int, context: int, max_new: int) -> tuple[
     if hf is None:
         return ours_ms, float("nan"), True
     ids = torch.tensor(prompts, device=hf.device)
-    kw = dict(do_sample=False, max_new_tokens=max_new, min_new_tokens=max_new, pad_token_id=0)
+    kw = {"do_sample": False, "max_new_tokens": max_new, "min_new_tokens": max_new, "pad_token_id": 0}
     with torch.inference_mode():
         hf.generate(ids, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
         _sync(hf.device)

@@ -277,7 +277,9 @@ def pct(xs, q):
 def bench_engine(engine, tok, vocab, sample, timeout, strict):
     worker = Worker(engine, tok, vocab, strict)
     ttfm, steps, rejected, n_inst, compiled, timeouts, fails = [], [], 0, 0, 0, 0, {}
-    for sid, schema, instances in sample:
+    for k, (sid, schema, instances) in enumerate(sample):
+        if k and k % 100 == 0:
+            print(f"    {engine}: {k}/{len(sample)} schemas", file=sys.stderr, flush=True)
         ids = [tok.encode(json.dumps(v, ensure_ascii=False), add_special_tokens=False) for v in instances]
         r = worker.run(schema, ids, timeout)
         if not r["ok"]:

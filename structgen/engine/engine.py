@@ -185,8 +185,11 @@ class Engine:
         lse = torch.logsumexp(logits, dim=-1) if need_lp else None  # [n] before masking
         rows = [i for i, s in enumerate(seqs) if s.fsm is not None]
         if rows:
-            bitmask = torch.from_numpy(np.stack([seqs[i].fsm.mask(seqs[i].fsm_state) for i in rows]))  # [m, W] int32
-            mask_logits_(logits, bitmask, torch.tensor(rows, dtype=torch.long))
+            bitmask = np.stack([seqs[i].fsm.mask(seqs[i].fsm_state) for i in rows])  # [m, W] int32
+            for k, i in enumerate(rows):
+                if seqs[i].params.ignore_eos:
+                    _clear_eos(bitmask[k], seqs[i].fsm)
+            mask_logits_(logits, torch.from_numpy(bitmask), torch.tensor(rows, dtype=torch.long))
         out = sample(logits, [s.params for s in seqs], [s.generator for s in seqs], lse, want_logprobs=need_lp)
         for seq, tok, lp in zip(seqs, out.tokens.tolist(), out.logprobs.tolist()):
             self._advance(seq, tok, lp)
@@ -328,6 +331,16 @@ def _join(table: Any, ids: list[int]) -> bytes | None:
     """Concatenated bytes of ``ids``; None when one of them has no bytes (a special token)."""
     parts = [table[t] if 0 <= t < len(table) else None for t in ids]
     return None if any(p is None for p in parts) else b"".join(parts)
+
+
+def _clear_eos(row: np.ndarray, fsm: Any) -> None:
+    """Disallow end-of-sequence in a bitmask row (``ignore_eos``), unless nothing else is allowed."""
+    before = row.copy()
+    for e in fsm.eos_token_ids:
+        if e >> 5 < len(row):
+            row[e >> 5] &= np.int32(~(1 << (e & 31)) if (e & 31) != 31 else 0x7FFFFFFF)
+    if not row.any():
+        row[:] = before
 
 
 def _complete(fsm: Any, state: int) -> bool:

@@ -14,6 +14,7 @@ Sources, in the order ``model_path`` is interpreted:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -105,12 +106,22 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def read_config(folder: Path) -> ModelConfig:
-    """The ``ModelConfig`` of a folder's ``config.json`` (``UnsupportedModelError`` if unsupported)."""
+    """The ``ModelConfig`` of a folder's ``config.json`` (``UnsupportedModelError`` if unsupported).
+
+    EOS ids listed in ``generation_config.json`` (Llama 3 chat models end turns there) are added.
+    """
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
         raise ModelLoadError(f"{folder} has no config.json; pass a Hugging Face model folder")
     with open(cfg_file, encoding="utf-8") as f:
-        return ModelConfig.from_hf(json.load(f))
+        config = ModelConfig.from_hf(json.load(f))
+    gen_file = folder / "generation_config.json"
+    if gen_file.is_file():
+        with open(gen_file, encoding="utf-8") as f:
+            extra = ModelConfig.eos_ids(json.load(f).get("eos_token_id"))
+        eos = config.eos_token_ids + tuple(i for i in extra if i not in config.eos_token_ids)
+        config = dataclasses.replace(config, eos_token_ids=eos)
+    return config
 
 
 def load_folder(folder: Path, device: torch.device, dtype: torch.dtype, tokenizer=None, name: str = "") -> ModelRunner:
@@ -123,9 +134,8 @@ def load_folder(folder: Path, device: torch.device, dtype: torch.dtype, tokenize
         raise ModelLoadError(f"{folder} has no *.safetensors weights (other weight formats are not supported)")
     log.info("loading %s (%s, %d file(s)) on %s as %s", name or folder, config.architecture, len(files), device, dtype)
     handles = [safe_open(str(f), framework="pt", device="cpu") for f in files]
-    where = {key: h for h in handles for key in h.keys()}
+    where = {key: h for h in handles for key in h.keys()}  # noqa: SIM118 (safe_open is not a dict)
     weights = build_weights(config, lambda key: where[key].get_tensor(key), set(where), device, dtype)
-    del handles, where
     if tokenizer is None:
         tokenizer = _folder_tokenizer(folder)
     return ModelRunner(config, DecoderModel(config, weights, device, dtype), tokenizer, name=name)
@@ -201,12 +211,12 @@ def _snapshot(repo_id: str) -> Path:
     patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja"]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # not in the local cache: try the network
-        pass
+    except OSError:  # not in the local hub cache (LocalEntryNotFoundError): try the network
+        log.debug("%s is not in the local hub cache", repo_id)
     try:
         log.info("downloading %s from the Hugging Face hub", repo_id)
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as exc:
+    except Exception as exc:  # network, auth, missing repo: all mean the same to the user
         raise ModelLoadError(
             f"could not fetch {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
             "check the network or pass a local folder with config.json + *.safetensors"

@@ -128,6 +128,8 @@ class ModelRunner:
         """
         batch.validate()
         self._check_pool(pool)
+        if batch.num_tokens and int(batch.input_ids.max()) >= self.config.vocab_size:
+            raise InvalidBatchError(f"token id {int(batch.input_ids.max())} >= vocab_size {self.config.vocab_size}")
         dev = self.device
         plan = build_plan(batch.seq_lens, batch.kv_slots, dev, self.config.sliding_window)
         positions = batch.positions.to(dev, non_blocking=True)  # [T]

@@ -29,7 +29,8 @@ class SamplingParams:
     below ``min_p * p_max`` (0: none). seed: a per-request generator seed; the same seed gives
     the same output whatever else is in the batch. stop: strings that end the output (checked on
     the decoded text; the output is cut before the stop string). max_tokens: most tokens
-    generated. ignore_eos: keep generating after an end-of-sequence token (unconstrained rows).
+    generated. ignore_eos: keep generating after an end-of-sequence token; on a constrained row
+    EOS is masked out while anything else is allowed (it still ends once the constraint is complete).
     logprobs: record the log-probability of each chosen token under the model's raw
     distribution (before temperature, filtering and the constraint mask).
     """

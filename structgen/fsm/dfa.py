@@ -82,13 +82,16 @@ class ByteDFA:
         with self._lock:
             if self.table[state, 0] != UNKNOWN:
                 return self.table[state]
-            new_row = np.full(256, DEAD, dtype=np.int32)
+            new_row = _DEAD_ROW.copy()  # [256] int32
             pool = self.pool
             for mask, target in pool.row(self._expr[state]):
-                if target == NOTHING_ID or not pool.is_live(target):
+                if not pool.is_live(target):
                     continue
                 t = self._add(target)
-                new_row[_mask_to_index(mask)] = t
+                if mask & (mask - 1):
+                    new_row[_mask_to_index(mask)] = t
+                else:  # a single byte
+                    new_row[mask.bit_length() - 1] = t
             self.table[state] = new_row
             self.num_expanded += 1
             return self.table[state]
@@ -126,6 +129,7 @@ class ByteDFA:
         return self.is_accepting(self.walk(self.initial, data))
 
 
+_DEAD_ROW = np.full(256, DEAD, dtype=np.int32)  # [256] int32, copied for every new row
 _MASK_INDEX_CACHE: dict[int, np.ndarray] = {}
 
 

@@ -300,27 +300,50 @@ class ExprPool:
         raise AssertionError(f"unknown node kind {kind}")
 
     def _merge(self, rows: list[tuple[tuple[int, int], ...]], combine) -> tuple[tuple[int, int], ...]:
+        """Union of rows: refine their masks into disjoint parts, ``combine`` the targets of each.
+
+        Entries are first grouped by identical mask (alternations of literals repeat the same
+        first-byte masks), then each distinct mask splits the parts it overlaps, so the cost is
+        (distinct masks) x (parts) big-int operations, independent of how many bytes a mask holds.
+        """
         rows = [r for r in rows if r]
         if not rows:
             return ()
         if len(rows) == 1:
             return rows[0]
-        buckets: dict[int, list[int]] = {}
+        by_mask: dict[int, list[int]] = {}
         for r in rows:
             for m, t in r:
-                for b in _bits(m):
-                    lst = buckets.get(b)
-                    if lst is None:
-                        buckets[b] = [t]
-                    else:
-                        lst.append(t)
-        grouped: dict[tuple[int, ...], int] = {}
-        for b, lst in buckets.items():
-            key = tuple(lst)
-            grouped[key] = grouped.get(key, 0) | (1 << b)
+                lst = by_mask.get(m)
+                if lst is None:
+                    by_mask[m] = [t]
+                else:
+                    lst.append(t)
+        parts: list[tuple[int, list[int]]] = []
+        covered = 0
+        for m, ts in by_mask.items():
+            if not m & covered:
+                parts.append((m, ts))
+                covered |= m
+                continue
+            refined = []
+            rest = m
+            for pm, pts in parts:
+                inter = pm & m
+                if inter:
+                    refined.append((inter, pts + ts))
+                    if inter != pm:
+                        refined.append((pm ^ inter, pts))
+                    rest ^= inter
+                else:
+                    refined.append((pm, pts))
+            if rest:
+                refined.append((rest, ts))
+            parts = refined
+            covered |= m
         out: dict[int, int] = {}
-        for key, m in grouped.items():
-            t = key[0] if len(key) == 1 else combine(key)
+        for m, ts in parts:
+            t = ts[0] if len(ts) == 1 else combine(ts)
             if t != NOTHING_ID:
                 out[t] = out.get(t, 0) | m
         return tuple((m, t) for t, m in out.items())

@@ -59,7 +59,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if not usable:
         raise KernelInputError(
             f"backend='triton' needs CUDA tensors (got {device}); move the tensors to a GPU, "
-            "set TRITON_INTERPRET=1 before importing triton to interpret on the CPU, or use backend='auto'"
+            "set TRITON_INTERPRET=1 to interpret on the CPU (slow, for tests), or use backend='auto'"
         )
     return "triton"
 

@@ -34,19 +34,23 @@ def online_softmax_step(q, k_ptrs, v_ptrs, valid, kv_mask, m, l, acc, sm_scale,
 
 
 @triton.jit
-def decode_split(q_ptr, k_ptr, v_ptr, kv_indptr_ptr, kv_indices_ptr, mid_o_ptr, mid_lse_ptr, sm_scale,
+def decode_split(q_ptr, k_ptr, v_ptr, kv_indptr_ptr, kv_indices_ptr, mid_o_ptr, mid_lse_ptr, sm_scale, window,
                  stride_qb, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh,
                  GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr,
                  BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
                  UPCAST: tl.constexpr):
-    """Program (b, kv head, split): partial attention of the GROUP query heads over one KV chunk."""
+    """Program (b, kv head, split): partial attention of the GROUP query heads over one KV chunk.
+
+    The query sits at position length - 1 and sees positions [max(0, length - window), length).
+    """
     b = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1).to(tl.int64)
     split = tl.program_id(2)
     start = tl.load(kv_indptr_ptr + b).to(tl.int64)
     length = (tl.load(kv_indptr_ptr + b + 1) - start).to(tl.int32)
-    chunk = tl.cdiv(tl.cdiv(length, NUM_SPLITS), BLOCK_N) * BLOCK_N
-    lo = split * chunk
+    first = tl.maximum(length - window, 0)
+    chunk = tl.cdiv(tl.cdiv(length - first, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    lo = first + split * chunk
     hi = tl.minimum(lo + chunk, length)
     g = tl.arange(0, BLOCK_G)
     d = tl.arange(0, BLOCK_D)
@@ -92,12 +96,15 @@ def decode_reduce(mid_o_ptr, mid_lse_ptr, out_ptr, stride_ob, stride_oh, n_heads
 
 
 @triton.jit
-def extend(q_ptr, k_ptr, v_ptr, out_ptr, qo_indptr_ptr, kv_indptr_ptr, kv_indices_ptr, sm_scale,
+def extend(q_ptr, k_ptr, v_ptr, out_ptr, qo_indptr_ptr, kv_indptr_ptr, kv_indices_ptr, sm_scale, window,
            stride_qt, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_ot, stride_oh,
            GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
            UPCAST: tl.constexpr):
-    """Program (query block, b, q head): causal over the new tokens, full over the cached prefix."""
+    """Program (query block, b, q head): causal over the new tokens, full over the cached prefix.
+
+    Query i (position prefix + i) sees positions j with prefix + i - window < j <= prefix + i.
+    """
     mblk = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     h = tl.program_id(2).to(tl.int64)
@@ -117,14 +124,16 @@ def extend(q_ptr, k_ptr, v_ptr, out_ptr, qo_indptr_ptr, kv_indptr_ptr, kv_indice
     acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     hi = tl.minimum(n_kv, prefix + (mblk + 1) * BLOCK_M)
     hi = tl.where(mblk * BLOCK_M < n_q, hi, 0)
-    for n0 in range(0, hi, BLOCK_N):
+    lo = tl.maximum(prefix + mblk * BLOCK_M - window + 1, 0) // BLOCK_N * BLOCK_N
+    for n0 in range(lo, hi, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_mask = n < n_kv
         slots = tl.load(kv_indices_ptr + kv_start + n, mask=n_mask, other=0).to(tl.int64)
         kv_mask = n_mask[:, None] & (d < HEAD_DIM)[None, :]
         k_ptrs = k_ptr + slots[:, None] * stride_kn + kvh * stride_kh + d[None, :]
         v_ptrs = v_ptr + slots[:, None] * stride_vn + kvh * stride_vh + d[None, :]
-        valid = n_mask[None, :] & (n[None, :] <= (prefix + i)[:, None])
+        pos = (prefix + i)[:, None]
+        valid = n_mask[None, :] & (n[None, :] <= pos) & (n[None, :] > pos - window)
         m, l, acc = online_softmax_step(q, k_ptrs, v_ptrs, valid, kv_mask, m, l, acc, sm_scale,
                                         PRECISION, UPCAST)
     out = acc / tl.where(l == 0.0, 1.0, l)[:, None]

@@ -4,7 +4,8 @@ The pool holds one K and one V row per slot: ``k_pool, v_pool [N, Hkv, D]``. Seq
 context is the slots ``kv_indices[kv_indptr[b]:kv_indptr[b+1]]`` in position order. Query heads
 are grouped: ``Hq`` is a multiple of ``Hkv`` and query head ``h`` reads KV head
 ``h // (Hq // Hkv)``. Scores are ``sm_scale * q . k`` (default ``D ** -0.5``), softmax in fp32, the
-result in ``q``'s dtype. A sequence with no KV rows gets a zero output.
+result in ``q``'s dtype. A sequence with no KV rows gets a zero output. With a sliding
+``window`` (Mistral-style), the query at position ``p`` sees only positions ``j > p - window``.
 
 * :func:`decode_attention`: one new query per sequence, attending its whole context (the new
   token's K/V already written into the pool). Split-K: the context is cut into ``num_splits``
@@ -60,13 +61,15 @@ def _precision(dtype: torch.dtype) -> str:
 # ---------------------------------------------------------------- decode
 
 
-def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *, num_splits=None, backend="auto"):
+def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *, window=None, num_splits=None,
+                     backend="auto"):
     """Attention of one query per sequence over its pooled context; returns ``[B, Hq, D]``.
 
     Args:
         q: ``[B, Hq, D]`` float32/bfloat16/float16. k_pool, v_pool: ``[N, Hkv, D]``, q's dtype.
         kv_indptr: ``[B + 1]`` int32/int64. kv_indices: ``[nnz]`` int32/int64 slot ids.
         sm_scale: score scale, default ``D ** -0.5``.
+        window: sliding-window size (None: the whole context).
         num_splits: KV chunks per sequence for the Triton path (default from the batch shape,
             no host sync); ignored by the torch path.
     """
@@ -74,24 +77,33 @@ def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *,
     B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
     scale = _scale(sm_scale, head_dim)
     if B.resolve_backend(backend, q.device) == "triton":
-        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, num_splits)
-    return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale)
+        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits)
+    return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window)
 
 
-def _attend(q, k, v, scale, causal_offset=None):
-    """fp32 attention of ``q [Hq, n_q, D]`` over ``k, v [Hkv, n_kv, D]``; ``causal_offset`` = prefix."""
+def _check_window(window) -> int:
+    """The window as a kernel argument: ``2**30`` (no limit) for None; reject sizes below 1."""
+    if window is None:
+        return 1 << 30
+    if int(window) < 1:
+        raise KernelInputError(f"window must be a positive number of positions or None, got {window}")
+    return int(window)
+
+
+def _attend(q, k, v, scale, first_pos, window):
+    """fp32 attention of ``q [Hq, n_q, D]`` (positions ``first_pos + i``) over ``k, v [Hkv, n_kv, D]``."""
     group = q.shape[0] // k.shape[0]
     k, v = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)  # [Hq, n_kv, D]
     s = torch.einsum("hqd,hkd->hqk", q, k) * scale  # [Hq, n_q, n_kv]
-    if causal_offset is not None:
-        i = torch.arange(q.shape[1], device=q.device).unsqueeze(1)  # [n_q, 1]
-        j = torch.arange(k.shape[1], device=q.device).unsqueeze(0)  # [1, n_kv]
-        s = s.masked_fill(j > causal_offset + i, float("-inf"))
+    pos = first_pos + torch.arange(q.shape[1], device=q.device).unsqueeze(1)  # [n_q, 1]
+    j = torch.arange(k.shape[1], device=q.device).unsqueeze(0)  # [1, n_kv]
+    s = s.masked_fill((j > pos) | (j <= pos - window), float("-inf"))
     return torch.einsum("hqk,hkd->hqd", torch.softmax(s, dim=-1), v)  # [Hq, n_q, D]
 
 
-def decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale) -> torch.Tensor:
+def decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, window=None) -> torch.Tensor:
     """Reference implementation of :func:`decode_attention`: gather each context, attend in fp32."""
+    window = _check_window(window)
     out = torch.zeros_like(q)  # [B, Hq, D]
     bounds = kv_indptr.tolist()
     for b in range(q.shape[0]):
@@ -100,7 +112,8 @@ def decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale) -
             continue
         k = k_pool[slots].float().transpose(0, 1)  # [Hkv, L, D]
         v = v_pool[slots].float().transpose(0, 1)
-        out[b] = _attend(q[b].float().unsqueeze(1), k, v, sm_scale).squeeze(1).to(q.dtype)
+        o = _attend(q[b].float().unsqueeze(1), k, v, sm_scale, slots.numel() - 1, window)  # [Hq, 1, D]
+        out[b] = o.squeeze(1).to(q.dtype)
     return out
 
 
@@ -110,8 +123,10 @@ def default_num_splits(batch: int, n_kv_heads: int) -> int:
     return min(16, 1 << (want.bit_length() - 1))
 
 
-def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, num_splits=None) -> torch.Tensor:
+def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, window=None,
+                            num_splits=None) -> torch.Tensor:
     """Triton implementation of :func:`decode_attention` (split-K, then a log-sum-exp merge)."""
+    window = _check_window(window)
     n, n_q_heads, head_dim = q.shape
     n_kv_heads = k_pool.shape[1]
     out = torch.empty_like(q)  # [B, Hq, D]
@@ -124,7 +139,7 @@ def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, 
     block_d = max(16, triton_next_pow2(head_dim))
     k = B.kernel_module("structgen.kernels._triton_attention")
     k.decode_split[(n, n_kv_heads, splits)](
-        q, k_pool, v_pool, kv_indptr, kv_indices, mid_o, mid_lse, sm_scale,
+        q, k_pool, v_pool, kv_indptr, kv_indices, mid_o, mid_lse, sm_scale, window,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), v_pool.stride(0), v_pool.stride(1),
         GROUP=group, HEAD_DIM=head_dim, NUM_SPLITS=splits, BLOCK_G=max(16, triton_next_pow2(group)),
         BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d, PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(),
@@ -144,8 +159,8 @@ def triton_next_pow2(x: int) -> int:
 # ---------------------------------------------------------------- extend (prefill after a cached prefix)
 
 
-def extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale=None, *, max_q_len=None,
-                     backend="auto"):
+def extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale=None, *, window=None,
+                     max_q_len=None, backend="auto"):
     """Attention of the new tokens of each sequence over its cached prefix and themselves.
 
     Args:
@@ -153,6 +168,7 @@ def extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_sca
             ``qo_indptr[b]:qo_indptr[b+1]``. k_pool, v_pool: ``[N, Hkv, D]``, q's dtype, the new
             tokens' K/V already written. qo_indptr, kv_indptr: ``[B + 1]`` int32/int64; each
             sequence needs ``n_kv >= n_q``. kv_indices: ``[nnz]`` slot ids, new tokens last.
+        window: sliding-window size (None: no limit).
         max_q_len: the largest ``n_q`` (sizes the Triton grid); computed from ``qo_indptr``
             (one host sync) when omitted.
     Returns:
@@ -164,12 +180,13 @@ def extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_sca
                                "must both be [B + 1]")
     scale = _scale(sm_scale, head_dim)
     if B.resolve_backend(backend, q.device) == "triton":
-        return extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, scale, max_q_len)
-    return extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, scale)
+        return extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, scale, window, max_q_len)
+    return extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, scale, window)
 
 
-def extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale) -> torch.Tensor:
+def extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale, window=None):
     """Reference implementation of :func:`extend_attention`: gather, causal-offset mask, fp32 softmax."""
+    window = _check_window(window)
     out = torch.zeros_like(q)  # [T, Hq, D]
     qb, kb = qo_indptr.tolist(), kv_indptr.tolist()
     for b in range(len(qb) - 1):
@@ -183,12 +200,14 @@ def extend_attention_torch(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, 
         k = k_pool[slots].float().transpose(0, 1)  # [Hkv, n_kv, D]
         v = v_pool[slots].float().transpose(0, 1)
         qs = q[qb[b]:qb[b + 1]].float().transpose(0, 1)  # [Hq, n_q, D]
-        out[qb[b]:qb[b + 1]] = _attend(qs, k, v, sm_scale, n_kv - n_q).transpose(0, 1).to(q.dtype)
+        out[qb[b]:qb[b + 1]] = _attend(qs, k, v, sm_scale, n_kv - n_q, window).transpose(0, 1).to(q.dtype)
     return out
 
 
-def extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale, max_q_len=None):
+def extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices, sm_scale, window=None,
+                            max_q_len=None):
     """Triton implementation of :func:`extend_attention` (one program per query block and head)."""
+    window = _check_window(window)
     n_tokens, n_q_heads, head_dim = q.shape
     out = torch.empty_like(q)  # [T, Hq, D]
     n_seq = qo_indptr.shape[0] - 1
@@ -201,7 +220,7 @@ def extend_attention_triton(q, k_pool, v_pool, qo_indptr, kv_indptr, kv_indices,
     k = B.kernel_module("structgen.kernels._triton_attention")
     grid = ((max_q_len + EXTEND_BLOCK_M - 1) // EXTEND_BLOCK_M, n_seq, n_q_heads)
     k.extend[grid](
-        q, k_pool, v_pool, out, qo_indptr, kv_indptr, kv_indices, sm_scale,
+        q, k_pool, v_pool, out, qo_indptr, kv_indptr, kv_indices, sm_scale, window,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), v_pool.stride(0), v_pool.stride(1),
         out.stride(0), out.stride(1),
         GROUP=n_q_heads // k_pool.shape[1], HEAD_DIM=head_dim, BLOCK_M=EXTEND_BLOCK_M, BLOCK_N=EXTEND_BLOCK_N,

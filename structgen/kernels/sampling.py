@@ -76,25 +76,34 @@ def inverse_temperature(temperature: torch.Tensor) -> torch.Tensor:
 def masked_sample_torch(logits, table, states, temperature, seeds, offsets) -> torch.Tensor:
     """Reference implementation of :func:`masked_sample` (arguments not validated).
 
-    When few entries need noise (allowed entries of sampled rows, the constrained case) it is
-    drawn only there, so constrained rows stay cheap on a CPU; this path synchronises with the
-    host (``nonzero``). The result is the same either way.
+    This path synchronises with the host; it serves CPUs and tests.
     """
     n, v = logits.shape
     allowed = unpack_bitmask(rows_by_state(table, states), v) | (states < 0).unsqueeze(1)  # [B, V] bool
     x = logits.float().masked_fill(~allowed, float("-inf"))  # [B, V] fp32
     inv = inverse_temperature(temperature)  # [B]
-    needs_noise = (x > float("-inf")) & (inv > 0).unsqueeze(1)  # [B, V] bool
-    if 8 * int(needs_noise.sum()) > needs_noise.numel():
-        noisy = x * inv.unsqueeze(1) + gumbel_noise(seeds, offsets, v)  # [B, V]
-        x = torch.where((inv > 0).unsqueeze(1), noisy, x)
-    else:
-        r, c = torch.nonzero(needs_noise, as_tuple=True)  # [K], [K]
-        x[r, c] = x[r, c] * inv[r] + gumbel_at(seeds[r], offsets[r], c)
+    if bool((inv > 0).any()):
+        x = _perturb(x, inv, seeds, offsets)
     if v == 0:
         return torch.full((n,), -1, dtype=torch.int64, device=logits.device)
     best, idx = x.max(dim=1)  # first maximum
     return torch.where(best == float("-inf"), -1, idx)  # [B] int64
+
+
+def _perturb(x: torch.Tensor, inv: torch.Tensor, seeds, offsets) -> torch.Tensor:
+    """``x * inv + g`` on rows with ``inv > 0``; ``x [B, V]`` fp32 (may be modified in place).
+
+    When few entries can matter (finite entries of sampled rows: the constrained case) the noise
+    is drawn only there, so constrained rows stay cheap on a CPU. The result is the same.
+    """
+    sampled = (inv > 0).unsqueeze(1)  # [B, 1] bool
+    needs_noise = (x > float("-inf")) & sampled  # [B, V] bool
+    if 8 * int(needs_noise.sum()) > needs_noise.numel():
+        noisy = x * inv.unsqueeze(1) + gumbel_noise(seeds, offsets, x.shape[1])  # [B, V]
+        return torch.where(sampled, noisy, x)
+    r, c = torch.nonzero(needs_noise, as_tuple=True)  # [K], [K]
+    x[r, c] = x[r, c] * inv[r] + gumbel_at(seeds[r], offsets[r], c)
+    return x
 
 
 def sample_splits(batch: int, n_cols: int) -> int:

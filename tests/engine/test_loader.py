@@ -9,9 +9,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from structgen.engine.loader import load_model, resolve_dtype  # noqa: E402
-from structgen.engine.model_runner import ForwardBatch  # noqa: E402
-from structgen.errors import InvalidBatchError, ModelLoadError, UnsupportedModelError  # noqa: E402
+from structgen.engine.loader import load_model, resolve_dtype
+from structgen.engine.model_runner import ForwardBatch
+from structgen.errors import InvalidBatchError, ModelLoadError, UnsupportedModelError
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,16 @@ def test_folder_loads_with_config_fields(tiny_folder):
     c = runner.config
     assert c.architecture == "LlamaForCausalLM"
     assert (c.vocab_size, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim) == (96, 32, 2, 4, 2, 8)
-    assert c.eos_token_ids == (3, 5)
+    assert c.eos_token_ids[:2] == (3, 5)  # generation_config.json may add more
     assert runner.device == torch.device("cpu") and runner.dtype == torch.float32
     assert runner.tokenizer is None  # the folder has no tokenizer files
+
+
+def test_generation_config_eos_ids_are_added(tiny_folder, tmp_path):
+    for f in tiny_folder.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 7]}))
+    assert load_model(tmp_path, device="cpu").config.eos_token_ids == (3, 5, 7)
 
 
 def test_dtype_names_and_defaults():
@@ -74,6 +81,8 @@ def test_forward_rejects_inconsistent_batch_and_foreign_pool(tiny_folder):
     bad.seq_lens = [2]
     with pytest.raises(InvalidBatchError):
         runner.forward(bad, pool)
+    with pytest.raises(InvalidBatchError, match="vocab_size"):
+        runner.forward(ForwardBatch.build([([1, 2, 96], 0, s, s)]), pool)
     from structgen.engine.kv_cache import KVPool
 
     other = KVPool(1, 2, 8, 16, torch.float32, "cpu")

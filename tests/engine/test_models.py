@@ -11,15 +11,15 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from structgen.engine.loader import load_model  # noqa: E402
-from structgen.engine.model_runner import ForwardBatch  # noqa: E402
+from structgen.engine.loader import load_model
+from structgen.engine.model_runner import ForwardBatch
 
 ATOL = 1e-4
 VOCAB = 160
-COMMON = dict(
-    vocab_size=VOCAB, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
-    num_attention_heads=4, max_position_embeddings=512, initializer_range=0.1,
-)  # fmt: skip
+COMMON = {
+    "vocab_size": VOCAB, "hidden_size": 64, "intermediate_size": 112, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "max_position_embeddings": 512, "initializer_range": 0.1,
+}  # fmt: skip
 LLAMA3_ROPE = {
     "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     "original_max_position_embeddings": 64, "rope_theta": 500000.0,

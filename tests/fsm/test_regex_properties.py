@@ -63,7 +63,7 @@ def regex_and_strings(draw):
     return pattern, strings
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(regex_and_strings())
 def test_dfa_agrees_with_re_fullmatch(case):
     pattern, strings = case

@@ -54,6 +54,39 @@ def test_reference_extend_is_causal_over_new_tokens_and_full_over_the_prefix(gen
         torch.testing.assert_close(out[:, h], want, atol=1e-5, rtol=1e-5)
 
 
+def test_reference_sliding_window_sees_only_the_last_positions(gen):
+    k_pool, v_pool = pool(gen, 20, 1, 8, torch.float32, "cpu")
+    indptr, indices = ragged(gen, [9], 20, "cpu")
+    slots = indices.long()
+    q = torch.randn(1, 1, 8, generator=gen)
+    out = decode_attention(q, k_pool, v_pool, indptr, indices, window=4)
+    want = naive(q[0], k_pool[slots[5:], 0], v_pool[slots[5:], 0], 1 / math.sqrt(8), torch.ones(1, 4, dtype=torch.bool))
+    torch.testing.assert_close(out[0], want, atol=1e-5, rtol=1e-5)
+    qe = torch.randn(3, 1, 8, generator=gen)  # positions 6, 7, 8 with window 2: keys {5,6}, {6,7}, {7,8}
+    ext = extend_attention(qe, k_pool, v_pool, torch.tensor([0, 3]), indptr, indices, window=2)
+    mask = torch.zeros(3, 9, dtype=torch.bool)
+    for i, p in enumerate((6, 7, 8)):
+        mask[i, p - 1 : p + 1] = True
+    torch.testing.assert_close(ext[:, 0], naive(qe[:, 0], k_pool[slots, 0], v_pool[slots, 0], 1 / math.sqrt(8), mask),
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window", [1, 50])
+def test_triton_sliding_window_matches_reference(triton_ready, device, gen, window):
+    k_pool, v_pool = pool(gen, 300, 2, 32, torch.float32, device)
+    n_kv, n_q = [5, 130, 3], [5, 70, 1]
+    kv_indptr, indices = ragged(gen, n_kv, 300, device)
+    qo_indptr = torch.tensor([0, *n_q]).cumsum(0).to(device)
+    q = torch.randn(sum(n_q), 4, 32, generator=gen).to(device)
+    want = extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, window=window, backend="torch")
+    got = extend_attention(q, k_pool, v_pool, qo_indptr, kv_indptr, indices, window=window, backend=triton_ready)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    qd = torch.randn(3, 4, 32, generator=gen).to(device)
+    want = decode_attention(qd, k_pool, v_pool, kv_indptr, indices, window=window, backend="torch")
+    got = decode_attention(qd, k_pool, v_pool, kv_indptr, indices, window=window, backend=triton_ready, num_splits=2)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("num_splits", [None, 1, 3])
 def test_triton_decode_matches_reference(triton_ready, device, gen, dtype, num_splits):
@@ -104,5 +137,7 @@ def test_invalid_inputs_raise_typed_errors(gen):
         decode_attention(torch.zeros(2, 2, 8), k_pool, v_pool, indptr, indices)
     with pytest.raises(ValueError, match="head_dim"):
         decode_attention(torch.zeros(1, 2, 4), k_pool, v_pool, indptr, indices)
+    with pytest.raises(ValueError, match="window must be a positive"):
+        decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, window=0)
     with pytest.raises(ValueError, match="only 3 KV slots"):
         extend_attention(torch.zeros(4, 2, 8), k_pool, v_pool, torch.tensor([0, 4]), indptr, indices)

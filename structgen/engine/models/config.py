@@ -71,6 +71,15 @@ class ModelConfig:
         """Width of the key (and of the value) projection (``num_kv_heads * head_dim``)."""
         return self.num_kv_heads * self.head_dim
 
+    @staticmethod
+    def eos_ids(value: Any) -> tuple[int, ...]:
+        """An ``eos_token_id`` entry (None, int or list) as a tuple of ints."""
+        if value is None:
+            return ()
+        if isinstance(value, (list, tuple)):
+            return tuple(int(v) for v in value)
+        return (int(value),)
+
     @classmethod
     def from_hf(cls, cfg: dict[str, Any]) -> ModelConfig:
         """Build from a Hugging Face ``config.json`` dict; ``UnsupportedModelError`` if we cannot run it."""
@@ -103,7 +112,7 @@ class ModelConfig:
             mlp_bias=bool(cfg.get("mlp_bias", False)),
             qk_norm=switches.get("qk_norm", False),
             bos_token_id=cfg.get("bos_token_id"),
-            eos_token_ids=_id_tuple(cfg.get("eos_token_id")),
+            eos_token_ids=cls.eos_ids(cfg.get("eos_token_id")),
             sliding_window=int(window) if window else None,
             model_type=str(cfg.get("model_type", "")),
             extra={k: cfg[k] for k in ("_name_or_path",) if k in cfg},
@@ -139,12 +148,3 @@ def _rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
     if kind == "default":
         return theta, None
     return theta, {"rope_type": kind, **merged}
-
-
-def _id_tuple(value: Any) -> tuple[int, ...]:
-    """An ``eos_token_id`` entry (None, int or list) as a tuple of ints."""
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        return tuple(int(v) for v in value)
-    return (int(value),)
