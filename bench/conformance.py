@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "conformance"))
-import conformance_runner as cr  # noqa: E402
+import conformance_runner as cr
 
 
 def main() -> None:

@@ -203,7 +203,7 @@ def _worker(conn, engine_name, tok, vocab, strict):
             handle = engine.compile(schema)
             ttfm = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001 - an engine's refusal is a coverage miss, not a crash
-            conn.send({"ok": False, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            conn.send({"ok": False, "error": f"{type(e).__name__}: {str(e)[:200]}".replace("\n", " ")})
             continue
         steps, rejected = [], 0
         for ids in instances:

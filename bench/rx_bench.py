@@ -80,6 +80,9 @@ WORKLOADS = {
     "object 40 fields": object_40,
     "string not in 200 keys": other_keys,
     "nested repeats": nested_repeats,
+    "([a-z]+ ?){0,300}": lambda p: p.repeat(
+        p.concat(p.plus(p.byte_range(ord("a"), ord("z"))), p.optional(p.literal(" "))), 0, 300
+    ),
 }
 
 

@@ -14,6 +14,9 @@ sits at context index ``L_i - n_i + r`` and attends context indices ``j <= L_i -
 * every longer chunk (a prefill) runs its own SDPA call, causal within its new tokens.
 
 Padding uses the pool's padding slot for keys and masks it out; padded query rows are dropped.
+On CUDA the padded key length is rounded up to a multiple of ``CUDA_LEN_BUCKET``: SDPA backends
+plan per shape, and a decode batch whose context grows by one each step would otherwise hit a
+new shape (and a slow first call) every step.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from .kv_cache import PAD_SLOT
 
 SHORT_CHUNK = 16
+CUDA_LEN_BUCKET = 64  # on CUDA, padded key lengths are rounded up to a multiple of this
 
 
 @dataclass
@@ -96,7 +100,10 @@ def _padded(
     b, n_max = len(ns), max(ns)
     lens = [int(s.numel()) for s in slots]
     max_len = max(lens)
-    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=PAD_SLOT)  # [B, L]
+    if device.type == "cuda":
+        max_len = -(-max_len // CUDA_LEN_BUCKET) * CUDA_LEN_BUCKET
+    padded = torch.nn.utils.rnn.pad_sequence(slots, batch_first=True, padding_value=PAD_SLOT)  # [B, L0]
+    padded = F.pad(padded, (0, max_len - padded.shape[1]), value=PAD_SLOT)  # [B, L]
     mask = _padded_mask(ns, lens, n_max, max_len, window)
     r = torch.arange(n_max)  # [N]
     st, nt = torch.tensor(starts)[:, None], torch.tensor(ns)[:, None]  # [B, 1] x2

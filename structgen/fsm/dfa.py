@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from ..errors import CompileLimitError
-from .rx import NOTHING_ID, ExprPool
+from .rx import ExprPool
 
 DEAD = -1
 UNKNOWN = -2

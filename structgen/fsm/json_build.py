@@ -15,7 +15,14 @@ from typing import Any, NamedTuple
 
 from ..errors import SchemaError
 from .json_lex import Lex
-from .json_merge import ANNOTATIONS, Atom, absent, merge, negate_schema, negated_required
+from .json_merge import (
+    ANNOTATIONS,
+    Atom,
+    absent,
+    merge,
+    negate_schema,
+    negated_required,
+)
 from .json_numbers import NumberBuilder
 from .json_objects import ContainerBuilder
 from .json_refs import Refs
@@ -23,6 +30,7 @@ from .json_strings import StringBuilder
 from .rx import ExprPool
 
 MAX_ALTERNATIVES = 64
+MAX_REF_NESTING = 400  # refs open at once (any targets); deeper ones count as recursion cut off
 UNSUPPORTED = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef")
 
 
@@ -52,6 +60,7 @@ class Builder:
         self.dropped: list[tuple[str, str]] = []
         self.format_cache: dict[str, int] = {}
         self._ref_depth: dict[str, int] = {}
+        self._open_refs = 0
         self._ref_memo: dict[tuple[str, int], Result] = {}
 
     # ------------------------------------------------------------------ errors
@@ -72,17 +81,8 @@ class Builder:
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         if "$ref" in schema and (self.refs.draft <= 7 or all(k in ANNOTATIONS or k == "$ref" for k in schema)):
             return self.compile_ref(schema["$ref"], ptr + "/$ref")
-        branches = self.expand(schema, ptr)
-        from .json_types import build_flat
-
-        out = []
-        complete = True
-        for br in branches:
-            r = build_flat(self, merge(list(br.atoms)), ptr)
-            exprs = [r.expr] + [x.expr for x in br.results]
-            complete = complete and r.complete and all(x.complete for x in br.results)
-            out.append(self.pool.and_(*exprs))
-        return Result(self.pool.alt_of(out), complete)
+        results = [self.compile_branch(br, ptr) for br in self.expand(schema, ptr)]
+        return Result(self.pool.alt_of(r.expr for r in results), all(r.complete for r in results))
 
     def compile_all(self, schemas: list[tuple[Any, str]]) -> Result:
         """Result for the conjunction of ``schemas`` (merged like ``allOf``)."""
@@ -98,16 +98,18 @@ class Builder:
     def compile_ref(self, ref: Any, ptr: str) -> Result:
         target, tptr = self.refs.resolve(ref, ptr)
         depth = self._ref_depth.get(tptr, 0)
-        if depth > self.max_depth:
+        if depth > self.max_depth or self._open_refs >= MAX_REF_NESTING:
             return Result(self.pool.nothing, False)
         key = (tptr, depth)
         found = self._ref_memo.get(key)
         if found is None:
             self._ref_depth[tptr] = depth + 1
+            self._open_refs += 1
             try:
                 found = self.compile(target, tptr)
             finally:
                 self._ref_depth[tptr] = depth
+                self._open_refs -= 1
             self._ref_memo[key] = found
         return found
 
@@ -149,13 +151,15 @@ class Builder:
     def _expand_ref(self, ref: Any, ptr: str) -> list[Branch]:
         target, tptr = self.refs.resolve(ref, ptr)
         depth = self._ref_depth.get(tptr, 0)
-        if depth > self.max_depth:
+        if depth > self.max_depth or self._open_refs >= MAX_REF_NESTING:
             return [Branch((), (Result(self.pool.nothing, False),))]
         self._ref_depth[tptr] = depth + 1
+        self._open_refs += 1
         try:
             return self.expand(target, tptr)
         finally:
             self._ref_depth[tptr] = depth
+            self._open_refs -= 1
 
     def compile_branch(self, br: Branch, ptr: str) -> Result:
         from .json_types import build_flat

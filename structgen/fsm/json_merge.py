@@ -9,11 +9,10 @@ intersecting their text languages) keeps object properties in one order: ``{"pro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import SchemaError
 from .json_numbers import Bounds, to_decimal
-
 
 ANNOTATIONS = {
     "title", "description", "default", "examples", "example", "$comment", "$schema", "$id", "id",
@@ -38,29 +37,29 @@ class Atom:
 class Merged:
     """What every atom of a conjunction requires, per instance type."""
 
-    types: Optional[set] = None
+    types: set | None = None
     enums: list = field(default_factory=list)  # list of (values, ptr)
     nots: list = field(default_factory=list)  # (schema, ptr)
     ifs: list = field(default_factory=list)  # (atom dict, ptr)
     min_len: int = 0
-    max_len: Optional[int] = None
+    max_len: int | None = None
     patterns: list = field(default_factory=list)  # (pattern, ptr)
     formats: list = field(default_factory=list)  # (format, ptr)
-    bounds: Bounds = Bounds()
+    bounds: Bounds = field(default_factory=Bounds)
     multiples: list = field(default_factory=list)  # (Decimal, ptr)
     obj_atoms: list = field(default_factory=list)  # Atom with object keywords
     min_props: int = 0
-    max_props: Optional[int] = None
+    max_props: int | None = None
     arr_atoms: list = field(default_factory=list)  # Atom with item keywords
     min_items: int = 0
-    max_items: Optional[int] = None
+    max_items: int | None = None
     contains: list = field(default_factory=list)  # (schema, lo, hi, ptr)
     unique: list = field(default_factory=list)  # ptr
     has_string: bool = False
     has_number: bool = False
 
 
-def _type_set(atom: Atom) -> Optional[set]:
+def _type_set(atom: Atom) -> set | None:
     t = atom.schema.get("type")
     if t is None:
         return None
@@ -115,7 +114,7 @@ def _meet(a: set, b: set) -> set:
     return out
 
 
-def _min(a: Optional[int], b: int) -> int:
+def _min(a: int | None, b: int) -> int:
     return b if a is None else min(a, b)
 
 
@@ -209,7 +208,7 @@ def json_type(v: Any) -> str:
     return "object"
 
 
-def enum_values(m: Merged) -> Optional[list]:
+def enum_values(m: Merged) -> list | None:
     """Values allowed by every enum/const of ``m`` and its type set (None when no enum)."""
     if not m.enums:
         return None
@@ -244,7 +243,7 @@ def negated_required(n: Any):
     return None
 
 
-def negate_schema(n: Any) -> Optional[dict]:
+def negate_schema(n: Any) -> dict | None:
     """A schema equivalent to ``not n`` built from positive keywords, for ``n`` made only of
     ``type``/``properties``/``required`` (the usual ``if`` condition); None otherwise.
 

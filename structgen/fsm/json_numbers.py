@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import decimal
 from decimal import Decimal
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from ..errors import SchemaError
 from .json_lex import Lex
@@ -31,9 +31,9 @@ _CTX = decimal.Context(prec=5000, Emax=10**6, Emin=-(10**6))
 class Bounds(NamedTuple):
     """A value range; ``None`` is unbounded; ``*_strict`` makes that end exclusive."""
 
-    lo: Optional[Decimal] = None
+    lo: Decimal | None = None
     lo_strict: bool = False
-    hi: Optional[Decimal] = None
+    hi: Decimal | None = None
     hi_strict: bool = False
 
     def empty(self) -> bool:
@@ -100,7 +100,7 @@ class NumberBuilder:
             p.concat(self.digits(b, b), self.fixed(0, hi % unit, width - 1)),
         )
 
-    def uint(self, lo: int, hi: Optional[int]) -> int:
+    def uint(self, lo: int, hi: int | None) -> int:
         """Canonical unsigned integers (no leading zeros) valued in lo..hi (hi None: unbounded)."""
         p = self.p
         lo = max(lo, 0)
@@ -265,7 +265,7 @@ class NumberBuilder:
             shape = p.concat(p.optional(p.literal("-")), self.lex.uint, frac)
             return p.and_(shape, self.number(b, integer))
         if not fd:
-            t = next((t for t in range(0, 7) if 10**t % ip == 0), None)
+            t = next((t for t in range(7) if 10**t % ip == 0), None)
             if t is not None:
                 body = self._uint_multiple(ip, t)
                 shape = p.concat(p.optional(p.literal("-")), body, self.zero_frac)
@@ -303,7 +303,7 @@ def _int_hi(x: Decimal, strict: bool) -> int:
     return c - 1 if (strict or c > x) else c
 
 
-def _halves(b: Bounds) -> tuple[Optional[Bounds], Optional[Bounds]]:
+def _halves(b: Bounds) -> tuple[Bounds | None, Bounds | None]:
     """Split a signed range into magnitude ranges of the non-negative and the negative texts.
 
     Both halves include magnitude 0 when 0 is in range (``0`` and ``-0``).

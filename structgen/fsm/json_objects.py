@@ -10,7 +10,7 @@ intersection with a counting language.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from ..errors import SchemaError
 from .json_lex import Lex
@@ -33,7 +33,7 @@ class ContainerBuilder:
         self.comma = lex.tok(",")
 
     # ------------------------------------------------------------------ objects
-    def object(self, members: list[Member], extra: Optional[int], lo: int, hi: Optional[int], pointer: str) -> int:
+    def object(self, members: list[Member], extra: int | None, lo: int, hi: int | None, pointer: str) -> int:
         """An object: ``members`` in order, then ``extra`` members; lo..hi members in all."""
         p = self.p
         if hi is not None and hi < lo:
@@ -87,7 +87,7 @@ class ContainerBuilder:
         return self.lex.object_of(head)
 
     # ------------------------------------------------------------------ arrays
-    def array(self, prefix: list[int], rest: Optional[int], lo: int, hi: Optional[int]) -> int:
+    def array(self, prefix: list[int], rest: int | None, lo: int, hi: int | None) -> int:
         """An array: item j matches ``prefix[j]``, later items ``rest`` (None: no more); lo..hi items."""
         p = self.p
         if hi is not None and hi < lo:
@@ -117,7 +117,7 @@ class ContainerBuilder:
         body = p.alt(p.eps, first) if lo == 0 else first
         return self.lex.array_of(body)
 
-    def contains(self, match: int, other: Optional[int], lo: int, hi: Optional[int]) -> int:
+    def contains(self, match: int, other: int | None, lo: int, hi: int | None) -> int:
         """Arrays with lo..hi items matching ``match``; ``other`` = values not matching it
         (needed only when ``hi`` is set). Items outside ``match`` are any JSON value."""
         p = self.p

@@ -9,8 +9,9 @@ Otherwise, when every branch is complement-safe, the exact form
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
+from ..errors import SchemaError
 from .json_merge import json_equal, negate_schema
 
 _CLASSES = {
@@ -71,7 +72,7 @@ def _discriminators(builder, schema: Any, depth: int = 0) -> dict[str, list]:
     if "$ref" in schema:
         try:
             target, _ = builder.refs.resolve(schema["$ref"], "")
-        except Exception:
+        except SchemaError:
             target = None
         out.update(_discriminators(builder, target, depth + 1))
     for sub in schema.get("allOf", []):
@@ -84,7 +85,7 @@ def _discriminators(builder, schema: Any, depth: int = 0) -> dict[str, list]:
     return out
 
 
-def _finite_values(builder, prop: Any, depth: int) -> Optional[list]:
+def _finite_values(builder, prop: Any, depth: int) -> list | None:
     if not isinstance(prop, dict) or depth > 4:
         return None
     if "const" in prop:
@@ -94,13 +95,13 @@ def _finite_values(builder, prop: Any, depth: int) -> Optional[list]:
     if "$ref" in prop:
         try:
             target, _ = builder.refs.resolve(prop["$ref"], "")
-        except Exception:
+        except SchemaError:
             return None
         return _finite_values(builder, target, depth + 1)
     return None
 
 
-def _values_disjoint(a: Optional[list], b: Optional[list]) -> bool:
+def _values_disjoint(a: list | None, b: list | None) -> bool:
     return a is not None and b is not None and not any(json_equal(x, y) for x in a for y in b)
 
 

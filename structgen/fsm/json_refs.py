@@ -39,14 +39,14 @@ def check_metaschema(schema: Any) -> None:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         error = jsonschema.exceptions.best_match(_meta_validator(cls).iter_errors(schema))
-    except Exception as e:  # a metaschema that itself cannot be processed
+    except Exception as e:  # noqa: BLE001 - any failure inside jsonschema means: cannot check
         raise SchemaError(f"schema cannot be checked against its metaschema: {e}") from None
     if error is not None:
         ptr = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
         raise SchemaError(f"invalid schema: {error.message}", keyword=str(error.validator), pointer=ptr)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta_validator(cls):
     """One validator of each draft's metaschema (building it is the expensive part)."""
     return cls(cls.META_SCHEMA)

@@ -21,7 +21,8 @@ dependencies, dependentSchemas
 minLength, maxLength        code points of the value (an escape counts as one)
 pattern                     ECMA-262, unanchored (search) semantics
 format                      date, time, date-time, email, hostname, ipv4, ipv6, uuid, uri,
-                            uri-reference, json-pointer, relative-json-pointer
+                            uri-reference, json-pointer, relative-json-pointer,
+                            duration, byte, binary, password
 minimum, maximum,           exact decimal bounds; draft-04 boolean exclusive forms
 exclusiveMinimum/Maximum
 multipleOf                  see ``json_numbers`` (divisors of powers of ten, 10**-j, or few
@@ -33,13 +34,16 @@ contains, min/maxContains   exact (by intersection)
 uniqueItems                 only when at most one item is possible (else ``SchemaError``)
 allOf                       merged into one schema (so property order stays one order)
 anyOf                       distributed over the sibling keywords (merged per branch)
-oneOf                       exact when branches are provably disjoint (types, const
-                            discriminators) or complement-safe; else ``SchemaError``
-not, if/then/else           by complement within JSON values, when the negated schema's
-                            language is complement-safe (no multi-property order); else error
+oneOf                       as anyOf when branches are provably disjoint (types, const
+                            discriminators, enum sets); else B_i and not the others, with the
+                            negations written positively (type/properties/required branches)
+                            or by complement (complement-safe branches); else ``SchemaError``
+not, if/then/else           ``not`` of type/properties/required is rewritten positively;
+                            otherwise by complement within JSON values when the negated
+                            schema is complement-safe (no multi-property order); else error
 $ref, $defs, definitions    local refs (``#``, JSON pointers with ``~0 ~1 %xx``, ``$anchor``);
                             recursion unrolled ``max_recursion_depth`` times, deeper recursive
-                            branches are not generated
+                            branches are not generated (also beyond 400 nested refs)
 true / false schemas        any JSON value (nesting <= 16) / nothing
 ==========================  ==================================================================
 
@@ -51,6 +55,7 @@ $defs/definitions themselves, ``x-`` extensions and keywords unknown to every dr
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 from ..errors import SchemaError
@@ -59,6 +64,8 @@ from .json_refs import Refs, check_metaschema
 from .rx import ExprPool
 
 __all__ = ["schema_to_expr"]
+
+RECURSION_LIMIT = 20_000
 
 
 def schema_to_expr(
@@ -79,7 +86,12 @@ def schema_to_expr(
     check_metaschema(schema)
     refs = Refs(schema)
     builder = Builder(pool, refs, whitespace=whitespace, strict=strict, max_depth=max_recursion_depth)
-    expr = builder.compile(schema, "").expr
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))  # long $ref chains nest deeply
+    try:
+        expr = builder.compile(schema, "").expr
+    finally:
+        sys.setrecursionlimit(limit)
     if builder.dropped:
         listed = ", ".join(f"{kw} at {ptr or '/'}" for kw, ptr in builder.dropped)
         warnings.warn(f"JSON Schema keywords not enforced (strict=False): {listed}", stacklevel=3)

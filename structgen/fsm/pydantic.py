@@ -18,13 +18,13 @@ from ..errors import ConstraintError
 
 
 def _adapter(model_or_type: Any):
-    from pydantic import BaseModel, TypeAdapter
+    from pydantic import BaseModel, PydanticUserError, TypeAdapter
 
     if isinstance(model_or_type, type) and issubclass(model_or_type, BaseModel):
         return None
     try:
         return TypeAdapter(model_or_type)
-    except Exception as e:  # pydantic raises several error types for unsupported types
+    except (PydanticUserError, TypeError) as e:
         raise ConstraintError(f"pydantic cannot build a schema for {model_or_type!r}: {e}") from None
 
 

@@ -29,7 +29,18 @@ import sys
 
 from ..errors import RegexError
 from . import utf8
-from .regex_ast import Alt, Anchor, Chars, Node, Rep, Seq, intersect, is_subset, negate, parse_tree
+from .regex_ast import (
+    Alt,
+    Anchor,
+    Chars,
+    Node,
+    Rep,
+    Seq,
+    intersect,
+    is_subset,
+    negate,
+    parse_tree,
+)
 from .rx import EPS_ID, INF, NOTHING_ID, ExprPool
 
 __all__ = ["parse_regex"]
@@ -162,9 +173,7 @@ class _Lowering:
         prefix = pool.concat(*[self.lower(x) for x in head])
         needs_left = anchor.kind in _NEEDS_LEFT or self._tail_needs_left(tail)
         out = []
-        for pre, ctx in self._left_cases(prefix, left, needs_left):
-            if not self._left_ok(anchor.kind, ctx):
-                continue
+        for pre, ctx in self._left_cases(prefix, left, needs_left, anchor.kind):
             rest = self.seq_ctx(tail, ctx)
             out.append(pool.concat(pre, self._right(anchor, ctx, rest)))
         return pool.alt_of(out)
@@ -181,17 +190,20 @@ class _Lowering:
                 stack.append(n.item)
         return False
 
-    def _left_cases(self, prefix: int, left: int, needs_left: bool) -> list[tuple[int, int]]:
-        """Split ``prefix`` by the left context it leaves: ``(sub-expression, context)`` pairs."""
+    def _left_cases(self, prefix: int, left: int, needs_left: bool, kind: str) -> list[tuple[int, int]]:
+        """Split ``prefix`` by the left context it leaves: ``(sub-expression, context)`` pairs,
+        keeping only contexts where an anchor of ``kind`` can hold."""
         if not needs_left:
             return [(prefix, _ANY)]
         pool = self.pool
         cases = []
-        if pool.nullable(prefix):
+        if pool.nullable(prefix) and self._left_ok(kind, left):
             cases.append((EPS_ID, left))
         if prefix == EPS_ID:
             return cases
         for k, cell in enumerate(self.cells):
+            if not self._left_ok(kind, k):
+                continue
             ends_in_cell = pool.concat(pool.universal, self.char_class(cell))
             part = pool.and_(prefix, ends_in_cell)
             if part != NOTHING_ID:

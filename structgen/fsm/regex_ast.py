@@ -22,10 +22,14 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from ..errors import RegexError
-from .unicode_classes import MAX_CODEPOINT, Ranges, case_sensitive_chars, category_ranges
+from .unicode_classes import (
+    MAX_CODEPOINT,
+    Ranges,
+    case_sensitive_chars,
+    category_ranges,
+)
 
 try:  # Python 3.11+
     from re import _constants as C
@@ -47,19 +51,19 @@ class Chars:
 
 @dataclass(frozen=True)
 class Seq:
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Alt:
-    branches: tuple["Node", ...]
+    branches: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Rep:
     """``item{lo,hi}``; ``hi`` is None when unbounded. Lazy and greedy are the same language."""
 
-    item: "Node"
+    item: Node
     lo: int
     hi: int | None
 
@@ -78,7 +82,7 @@ class Anchor:
     word: Ranges = ()
 
 
-Node = Union[Chars, Seq, Alt, Rep, Anchor]
+Node = Chars | Seq | Alt | Rep | Anchor
 
 # ------------------------------------------------------------------ range helpers
 

@@ -108,6 +108,7 @@ class TokenTrie:
             masked = np.where(lens >= d, kmin, 0)
             self.utf8_tail[a:b] &= np.maximum.reduceat(masked, self.sub_lo[a:b]) <= d
         self.utf8_tail[0] = False
+        self.utf8_free = self.utf8_tail | ~np.any(self.below[:, 2:], axis=1)  # nothing non-ASCII to check
 
     @staticmethod
     def _lcp(toks: list[bytes]) -> np.ndarray:
@@ -164,20 +165,20 @@ class TokenTrie:
         out: list[tuple[np.ndarray, ...]] = []
         while len(nodes):
             inner = np.flatnonzero(self.kid_count[nodes])  # frontier positions with children
-            table = table_of()
-            if len(inner) and (table[states[inner], 0] == UNKNOWN).any():
-                ensure(states[inner])
-                table = table_of()
             hi = self.sub_hi[nodes]  # leaves and resolved subtrees: whole range
+            walk_on = inner
             if len(inner):
-                n_in = nodes[inner]
-                bits, utf8 = loops(states[inner])
-                free = ~np.any(self.below[n_in] & ~bits, axis=1)
-                free &= ~utf8 | self.utf8_tail[n_in] | ~np.any(self.below[n_in, 2:], axis=1)
-                walk_on = inner[~free]
+                st_in, n_in = states[inner], nodes[inner]
+                table = table_of()
+                if (table[st_in, 0] == UNKNOWN).any():
+                    ensure(st_in)
+                    table = table_of()
+                bits, utf8 = loops(st_in)
+                blocked = np.any(self.below[n_in] & ~bits, axis=1)
+                if utf8.any():
+                    blocked |= utf8 & ~self.utf8_free[n_in]
+                walk_on = inner[blocked]
                 hi[walk_on] = self.end_hi[nodes[walk_on]]
-            else:
-                walk_on = inner
             lo = self.sub_lo[nodes]
             keep = np.flatnonzero(hi > lo)
             out.append((owner[keep], lo[keep], hi[keep], states[keep]))

@@ -44,7 +44,7 @@ def ranges_matching(pattern: str, flags: int = 0) -> Ranges:
     return tuple((m.start(), m.end() - 1) for m in runs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def category_ranges(name: str, ascii_only: bool) -> Ranges:
     """Ranges of ``\\d``/``\\w``/``\\s`` (``name`` is ``"digit"``, ``"word"`` or ``"space"``)."""
     if ascii_only:

@@ -7,7 +7,7 @@ Surrogates (U+D800..U+DFFF) have no UTF-8 encoding and are always excluded.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .rx import ExprPool
 

@@ -64,6 +64,8 @@ def call_schema(tools: Sequence[dict]) -> dict:
 def _branch(function: dict) -> dict:
     params = function.get("parameters") or ANY_OBJECT
     params = {k: v for k, v in params.items() if k not in ("title", "description")}
+    if params.get("type") == "object" and "additionalProperties" not in params:
+        params["additionalProperties"] = False  # as OpenAI's strict function calling: declared arguments only
     return {
         "type": "object",
         "properties": {"name": {"const": function["name"]}, "arguments": params},
@@ -73,13 +75,19 @@ def _branch(function: dict) -> dict:
 
 
 def tool_system_prompt(plan: ToolPlan) -> str:
-    """Instructions that list the tools and the call format (prepended as a system message)."""
+    """Instructions that list the tools as signatures and give the call format (a system message)."""
     lines = ["You can call these tools. To call one, answer with only a JSON object "
-             '{"name": <tool name>, "arguments": {...}}.']
+             '{"name": <tool name>, "arguments": {<argument>: <value>, ...}}.']
     for t in plan.tools:
         f = t["function"]
-        lines.append(f"- {f['name']}: {f.get('description', '')} parameters: {json.dumps(f.get('parameters') or ANY_OBJECT)}")
+        lines.append(f"- {f['name']}({_signature(f.get('parameters') or ANY_OBJECT)}): {f.get('description', '')}".rstrip(": "))
     return "\n".join(lines)
+
+
+def _signature(params: dict) -> str:
+    """``a: integer, b: string`` from a parameters schema (types only; the constraint holds the rest)."""
+    props = params.get("properties") or {}
+    return ", ".join(f"{name}: {spec.get('type', 'any') if isinstance(spec, dict) else 'any'}" for name, spec in props.items())
 
 
 def parse_call(text: str, plan: ToolPlan) -> dict | None:

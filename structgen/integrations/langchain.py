@@ -224,7 +224,7 @@ class ChatStructgen(BaseChatModel):
         json_schema = _as_json_schema(schema)
         constraint = JsonSchema(json_schema, whitespace=self.whitespace, strict=strict is not False)
         llm = self.bind(**{CONSTRAINT_KWARG: constraint}, ls_structured_output_format={
-            "kwargs": {"method": method, "strict": strict}, "schema": convert_to_json_schema(schema)})
+            "kwargs": {"method": method, "strict": strict}, "schema": _traced_schema(schema, json_schema)})
         parser = PydanticOutputParser(pydantic_object=schema) if _is_pydantic(schema) else JsonOutputParser()
         parse = RunnableLambda(parser.invoke)  # parses the whole message, also when streaming
         if not include_raw:
@@ -245,6 +245,14 @@ def _as_json_schema(schema: Any) -> dict:
     if isinstance(schema, dict) and not {"function", "parameters"} & set(schema):
         return schema
     return convert_to_json_schema(schema)  # TypedDict, pydantic v1, OpenAI tool dicts
+
+
+def _traced_schema(schema: Any, json_schema: dict) -> dict:
+    """The schema reported to tracing callbacks: LangChain's own conversion where it has one."""
+    try:
+        return convert_to_json_schema(schema)
+    except ValueError:  # e.g. a JSON Schema dict without a top-level "title"
+        return json_schema
 
 
 def _with_system(chat: list[dict], text: str) -> list[dict]:

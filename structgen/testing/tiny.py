@@ -5,7 +5,8 @@ tokenizer, writes it as ``config.json`` + ``model.safetensors`` to a temporary f
 it through the ordinary loader on the CPU — in about a second. Its layers have random weights
 (fixed seed), but the residual stream carries one constant dimension that the output head reads
 as a fixed per-token preference, so decoding is deterministic and short: it prefers, in order,
-end-of-sequence, ``"``, ``}``, ``]``, ``0``, ``a``, ``,``, ``1``. Under a constraint the output is
+end-of-sequence, ``"``, ``}``, ``]``, ``0``, ``a``, ``,``, ``1``, and avoids backslashes (so a
+JSON string is written without escapes). Under a constraint the output is
 therefore a small valid value (``{"name": "", "age": 0}``, ``000-0000``); free text is empty.
 What it generates means nothing: use the default model where content matters.
 """
@@ -121,7 +122,8 @@ def _head(vocab: int, scores: dict[int, float]) -> Any:
 
 
 def _preferences(tokenizer: Any, eos: list[int]) -> dict[int, float]:
-    scores = {t: 2.0 * (len(PREFERENCES) + 1) for t in eos}
+    scores = {t: -4.0 for text, t in tokenizer.get_vocab().items() if "\\" in text}  # no JSON escapes
+    scores.update({t: 2.0 * (len(PREFERENCES) + 1) for t in eos})
     for rank, text in enumerate(PREFERENCES):
         ids = tokenizer.encode(text, add_special_tokens=False)
         if len(ids) == 1:

@@ -13,9 +13,10 @@ import json
 import random
 import signal
 import warnings
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from structgen.constraints import JsonSchema
 from structgen.errors import CompileLimitError, ConstraintError, SchemaError

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import conformance_runner as cr  # noqa: E402
+import conformance_runner as cr
 
 MASKBENCH_SAMPLE = 800
 

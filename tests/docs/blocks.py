@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)\s*$")
 NO_TEST = re.compile(r"<!--\s*no-test:\s*(\S.*?)\s*-->")
-MODEL_HINTS = ("sg.load(", "structgen.load(", "Runtime(", "ChatStructgen(", "tiny_runtime(", "build_chain(")
+MODEL_HINTS = ("sg.load(", "start_server(", "launch_server(", "structgen.load(", "Runtime(", "ChatStructgen(", "tiny_runtime(", "build_chain(")
 
 
 @dataclass(frozen=True)

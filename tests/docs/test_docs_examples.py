@@ -20,7 +20,7 @@ import pytest
 
 from .blocks import ROOT, Block, blocks, doc_files
 
-PAGE_TIMEOUT_S = 300
+PAGE_TIMEOUT_S = 120
 CLI_TIMEOUT_S = 300
 
 

@@ -259,3 +259,10 @@ def test_cuda_half_precision_tracks_float32(tmp_path_factory, dtype):
     assert (out.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.8
     ours, exact = greedy(runner, prompts, 6), greedy(cpu_runner, prompts, 6)
     assert [len(g) for g in ours] == [6, 6] and ours[0][0] == exact[0][0]
+    full = prompts[0] + _tokens(4, 16)  # decode steps over the pool (padded, bucketed keys)
+    ref = _hf_logits(hf, full)
+    for pos in range(9, 13):
+        new = pool.alloc(1)
+        s = torch.cat([s, new])
+        out = runner.forward(ForwardBatch.build([([full[pos]], pos, new, s)]), pool).cpu()
+        assert (out[0] - ref[pos]).abs().max().item() <= 0.05 * ref.abs().max().item()

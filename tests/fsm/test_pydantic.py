@@ -7,7 +7,7 @@ import dataclasses
 import datetime
 import enum
 import uuid
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
@@ -25,7 +25,7 @@ class Color(enum.Enum):
 
 class Address(BaseModel):
     city: str
-    zip: Optional[str] = None
+    zip: str | None = None
 
 
 class Person(BaseModel):
@@ -35,7 +35,7 @@ class Person(BaseModel):
     kind: Literal["a", "b"]
     color: Color
     address: Address
-    friends: list["Person"] = []
+    friends: list[Person] = []
     born: datetime.date
     uid: uuid.UUID
     extra: dict[str, int] = {}
@@ -45,7 +45,7 @@ class Person(BaseModel):
 @dataclasses.dataclass
 class Point:
     x: int
-    y: Optional[float] = None
+    y: float | None = None
 
 
 class Row(TypedDict):
@@ -54,8 +54,9 @@ class Row(TypedDict):
 
 
 def _person(**kw) -> Person:
-    base = dict(name="Ann", age=31, score=0.5, kind="a", color=Color.red, address=Address(city="Oslo"),
-                born=datetime.date(2020, 2, 29), uid=uuid.UUID(int=7), extra={"k": 3})
+    base = {"name": "Ann", "age": 31, "score": 0.5, "kind": "a", "color": Color.red,
+            "address": Address(city="Oslo"), "born": datetime.date(2020, 2, 29), "uid": uuid.UUID(int=7),
+            "extra": {"k": 3}}
     base.update(kw)
     return Person(**base)
 

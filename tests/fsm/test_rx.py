@@ -110,6 +110,25 @@ def test_derivatives_of_nested_repeats_stay_finite(pattern):
     assert dfa.num_states == n
 
 
+def test_ambiguous_bounded_repeat_has_one_state_per_count():
+    pool = ExprPool()
+    word = pool.concat(pool.plus(pool.byte_range(97, 122)), pool.optional(pool.literal(" ")))
+    dfa = ByteDFA(pool, pool.repeat(word, 0, 300))
+    assert reachable_states(dfa, limit=5_000) <= 2 * 300 + 2
+    assert dfa.matches(b"ab " * 300) and not dfa.matches(b"a " * 301) and dfa.matches(b"abc" * 400)
+
+
+def test_union_normal_form_factors_heads_and_merges_counts(pool):
+    a, b, c = pool.literal("a"), pool.literal("b"), pool.literal("c")
+    assert pool.alt(pool.concat(a, b), pool.concat(a, c)) == pool.concat(a, pool.alt(b, c))
+    assert pool.alt(pool.repeat(a, 0, 3), pool.repeat(a, 2, 7)) == pool.repeat(a, 0, 7)
+    xy = pool.literal("xy")
+    assert pool.alt(pool.repeat(xy, 4, 5), xy, pool.repeat(xy, 2, 3)) == pool.repeat(xy, 1, 5)
+    assert pool.alt(pool.repeat(a, 0, 2), pool.repeat(a, 4, INF)) != pool.repeat(a, 0, INF)
+    assert language(pool, pool.alt(pool.repeat(a, 0, 2), pool.repeat(a, 4, INF))) == reference("a{0,2}|a{4,}")
+    assert pool.alt(pool.star(a), EPS_ID) == pool.star(a)
+
+
 def test_max_nodes_raises_compile_limit():
     pool = ExprPool(max_nodes=100)
     with pytest.raises(CompileLimitError):

@@ -1,0 +1,202 @@
+"""Brzozowski derivatives of ``rx.ExprPool`` expressions, a whole byte row at a time.
+
+``Derivatives`` is the query half of ``ExprPool`` (it reads the pool's node tables and calls its
+constructors): ``row(e)`` is a tuple of ``(mask, id)`` pairs with disjoint byte masks listing
+every byte whose derivative is not NOTHING, memoised per node; ``is_live`` decides emptiness
+(a search only when AND/NOT are involved); ``matches`` runs a whole string.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..errors import CompileLimitError
+
+INF = -1
+ALL_BYTES = (1 << 256) - 1
+
+NOTHING_ID = 0
+EPS_ID = 1
+
+_NOTHING, _EPS, _BYTES, _CONCAT, _ALT, _AND, _NOT, _REPEAT = range(8)
+
+
+class Derivatives:
+    """Mixin for ``ExprPool``: uses ``_nodes``, ``_nullable``, ``_has_bool``, ``_rows``, ``_live``
+    and the constructors ``_concat2``, ``alt_of``, ``and_``, ``not_``, ``repeat``, ``universal``."""
+
+    def row(self, a: int) -> tuple[tuple[int, int], ...]:
+        """Derivatives of ``a`` by every byte: disjoint ``(mask, id)`` pairs, NOTHING left out."""
+        found = self._rows.get(a)
+        if found is None:
+            found = self._compute_row(a)
+            self._rows[a] = found
+        return found
+
+    def derivative(self, a: int, byte: int) -> int:
+        for mask, target in self.row(a):
+            if mask >> byte & 1:
+                return target
+        return NOTHING_ID
+
+    def _compute_row(self, a: int) -> tuple[tuple[int, int], ...]:
+        node = self._nodes[a]
+        kind = node[0]
+        if kind == _BYTES:
+            return ((node[1], EPS_ID),)
+        if kind in (_NOTHING, _EPS):
+            return ()
+        if kind == _CONCAT:
+            _, x, y = node
+            head = tuple((m, self._concat2(t, y)) for m, t in self.row(x))
+            if not self._nullable[x]:
+                return head
+            return self._merge([head, self.row(y)], self.alt_of)
+        if kind == _ALT:
+            return self._merge([self.row(x) for x in node[1]], self.alt_of)
+        if kind == _AND:
+            return self._intersect([self.row(x) for x in node[1]])
+        if kind == _NOT:
+            covered = 0
+            out = []
+            for m, t in self.row(node[1]):
+                covered |= m
+                out.append((m, self.not_(t)))
+            rest = ALL_BYTES & ~covered
+            if rest:
+                out.append((rest, self.universal))
+            return tuple(out)
+        if kind == _REPEAT:
+            _, x, lo, hi = node
+            rest = self.repeat(x, max(lo - 1, 0), INF if hi == INF else hi - 1)
+            return tuple((m, self._concat2(t, rest)) for m, t in self.row(x))
+        raise AssertionError(f"unknown node kind {kind}")
+
+    def _merge(self, rows: list[tuple[tuple[int, int], ...]], combine) -> tuple[tuple[int, int], ...]:
+        """Union of rows: refine their masks into disjoint parts, ``combine`` the targets of each.
+
+        Entries are first grouped by identical mask (alternations of literals repeat the same
+        first-byte masks), then each distinct mask splits the parts it overlaps, so the cost is
+        (distinct masks) x (parts) big-int operations, independent of how many bytes a mask holds.
+        """
+        rows = [r for r in rows if r]
+        if not rows:
+            return ()
+        if len(rows) == 1:
+            return rows[0]
+        by_mask: dict[int, list[int]] = {}
+        for r in rows:
+            for m, t in r:
+                lst = by_mask.get(m)
+                if lst is None:
+                    by_mask[m] = [t]
+                else:
+                    lst.append(t)
+        parts: list[tuple[int, list[int]]] = []
+        covered = 0
+        for m, ts in by_mask.items():
+            if not m & covered:
+                parts.append((m, ts))
+                covered |= m
+                continue
+            refined = []
+            rest = m
+            for pm, pts in parts:
+                inter = pm & m
+                if inter:
+                    refined.append((inter, pts + ts))
+                    if inter != pm:
+                        refined.append((pm ^ inter, pts))
+                    rest ^= inter
+                else:
+                    refined.append((pm, pts))
+            if rest:
+                refined.append((rest, ts))
+            parts = refined
+            covered |= m
+        out: dict[int, int] = {}
+        for m, ts in parts:
+            t = ts[0] if len(ts) == 1 else combine(ts)
+            if t != NOTHING_ID:
+                out[t] = out.get(t, 0) | m
+        return tuple((m, t) for t, m in out.items())
+
+    def _intersect(self, rows: list[tuple[tuple[int, int], ...]]) -> tuple[tuple[int, int], ...]:
+        acc: list[tuple[int, tuple[int, ...]]] = [(ALL_BYTES, ())]
+        for r in rows:
+            nxt = []
+            for m1, ts in acc:
+                for m2, t in r:
+                    m = m1 & m2
+                    if m:
+                        nxt.append((m, ts + (t,)))
+            acc = nxt
+            if not acc:
+                return ()
+        out: dict[int, int] = {}
+        for m, ts in acc:
+            t = self.and_(*ts)
+            if t != NOTHING_ID:
+                out[t] = out.get(t, 0) | m
+        return tuple((m, t) for t, m in out.items())
+
+    def is_live(self, a: int, budget: int = 100_000) -> bool:
+        """True when ``a`` matches at least one string.
+
+        Without AND/NOT every node but NOTHING is live (the constructors keep it so). With them,
+        search the derivative graph for an accepting node, visiting at most ``budget`` nodes
+        (exceeding it raises ``CompileLimitError`` rather than guessing).
+        """
+        if a == NOTHING_ID:
+            return False
+        if not self._has_bool[a] or self._nullable[a]:
+            return True
+        known = self._live.get(a)
+        if known is not None:
+            return known
+        node = self._nodes[a]
+        if node[0] in (_CONCAT, _ALT, _REPEAT):  # decided by the parts: no search needed
+            if node[0] == _CONCAT:
+                live = True
+                while live and node[0] == _CONCAT:  # iterative along right-nested chains
+                    live = self.is_live(node[1], budget)
+                    nxt = node[2]
+                    node = self._nodes[nxt]
+                live = live and self.is_live(nxt, budget)
+            elif node[0] == _ALT:
+                live = any(self.is_live(x, budget) for x in node[1])
+            else:
+                live = node[2] == 0 or self.is_live(node[1], budget)
+            self._live[a] = live
+            return live
+        seen = {a}
+        stack = deque([a])  # breadth first: the shortest witness is usually a few bytes away
+        found = False
+        while stack and not found:
+            x = stack.popleft()
+            for _, t in self.row(x):
+                if t in seen or t == NOTHING_ID:
+                    continue
+                if self._nullable[t] or self._live.get(t) or not self._has_bool[t]:
+                    found = True
+                    break
+                if self._live.get(t) is False:
+                    continue
+                seen.add(t)
+                if len(seen) > budget:
+                    raise CompileLimitError(f"emptiness check visited more than {budget} states")
+                stack.append(t)
+        if found:
+            self._live[a] = True
+        else:  # every node reachable from a is dead too
+            for x in seen:
+                self._live[x] = False
+        return found
+
+    def matches(self, a: int, data: bytes) -> bool:
+        """Whole-string match of ``data`` against ``a`` (slow path: for tests and checks)."""
+        for b in data:
+            a = self.derivative(a, b)
+            if a == NOTHING_ID:
+                return False
+        return self._nullable[a]
