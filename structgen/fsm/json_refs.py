@@ -72,27 +72,29 @@ class Refs:
 
     def _scan(self, node: Any, ptr: str) -> None:
         """Index ``$anchor``/``$id`` of every subschema (only where keywords hold schemas)."""
-        stack = [(node, ptr)]
+        stack = [(node, ptr, True)]
         while stack:
-            node, ptr = stack.pop()
+            node, ptr, in_root = stack.pop()
             if not isinstance(node, dict):
                 continue
-            anchor = node.get("$anchor")
-            if isinstance(anchor, str):
-                self.anchors.setdefault(anchor, (node, ptr))
             ident = node.get("$id", node.get("id") if self.draft <= 4 else None)
             if isinstance(ident, str) and ptr:
                 if ident.startswith("#"):
-                    self.anchors.setdefault(ident[1:], (node, ptr))
+                    if in_root:
+                        self.anchors.setdefault(ident[1:], (node, ptr))
                 else:
                     self.ids.setdefault(ident, (node, ptr))
+                    in_root = False  # a nested resource: its anchors are not the root's
+            anchor = node.get("$anchor")
+            if isinstance(anchor, str) and in_root:
+                self.anchors.setdefault(anchor, (node, ptr))
             for k, v in node.items():
                 if k in _SCHEMA_MAPS and isinstance(v, dict):
-                    stack.extend((s, f"{ptr}/{_escape(k)}/{_escape(n)}") for n, s in v.items())
+                    stack.extend((s, f"{ptr}/{_escape(k)}/{_escape(n)}", in_root) for n, s in v.items())
                 elif k in _SCHEMA_LISTS and isinstance(v, list):
-                    stack.extend((s, f"{ptr}/{_escape(k)}/{i}") for i, s in enumerate(v))
+                    stack.extend((s, f"{ptr}/{_escape(k)}/{i}", in_root) for i, s in enumerate(v))
                 elif k in _SCHEMA_ONE:
-                    stack.append((v, f"{ptr}/{_escape(k)}"))
+                    stack.append((v, f"{ptr}/{_escape(k)}", in_root))
 
     def resolve(self, ref: Any, where: str) -> tuple[Any, str]:
         """Target of ``ref`` found at pointer ``where``; ``SchemaError`` for remote/dangling refs."""

@@ -15,8 +15,10 @@ UTF-8 layer drops them).
 
 from __future__ import annotations
 
+import array
 import functools
 import re
+import sys
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -29,9 +31,11 @@ _ASCII_SPACE: Ranges = ((0x09, 0x0D), (0x20, 0x20))
 @functools.lru_cache(maxsize=1)
 def all_code_points() -> str:
     """A ``str`` holding every code point 0..U+10FFFF in order (surrogates included)."""
-    import numpy as np
-
-    return np.arange(MAX_CODEPOINT + 1, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+    typecode = "I" if array.array("I").itemsize == 4 else "L"  # 32-bit code units for UTF-32
+    codes = array.array(typecode, range(MAX_CODEPOINT + 1))
+    if sys.byteorder == "big":
+        codes.byteswap()
+    return codes.tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def ranges_matching(pattern: str, flags: int = 0) -> Ranges:

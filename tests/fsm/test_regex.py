@@ -7,9 +7,12 @@ import re
 import pytest
 
 from structgen.errors import RegexError
+from structgen.fsm import utf8
 from structgen.fsm.dfa import ByteDFA
 from structgen.fsm.regex import parse_regex
+from structgen.fsm.regex_ast import Chars, parse_tree
 from structgen.fsm.rx import ExprPool
+from structgen.fsm.unicode_classes import all_code_points
 
 
 def compile_dfa(pattern: str, flags: int = 0) -> ByteDFA:
@@ -155,3 +158,18 @@ def test_huge_counted_repeat_stays_symbolic():
     state = dfa.walk(dfa.initial, b"7" * 2000)
     assert dfa.is_live(state) and not dfa.is_accepting(state)
     assert dfa.num_states <= 2003 and len(pool) < 10_000
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["(?i)[\\w]", "(?i)[^\\W]", "(?i)[a-z]", "(?i)[^A-Z]", "(?i)ǅ", "(?i)ß", "(?i)[^k]", "(?i)İ", "(?i)ı",
+     "(?i)[^ς]", "(?i)[\\u0100-\\u017f]", "(?i)[\\U00010400-\\U0001044f]", "(?ia)[^a-z]", "(?i)[^\\s]",
+     ".", "\\w", "(?a)\\W", "\\s", "\\D"],
+)
+def test_single_character_items_match_re_on_every_code_point(pattern):
+    node = parse_tree(pattern)
+    assert isinstance(node, Chars)
+    flags = re.match(r"(\(\?[a-z]+\))?", pattern).group(0)
+    runs = re.finditer(f"{flags}(?:{pattern[len(flags):]})+", all_code_points())
+    expected = [(m.start(), m.end() - 1) for m in runs]
+    assert utf8.normalize_ranges(node.ranges) == utf8.normalize_ranges(expected)
