@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import conformance_runner as cr
 
-MASKBENCH_SAMPLE = 800
+MASKBENCH_SAMPLE = 600
 
 pytestmark = pytest.mark.skipif(not cr.DATA.exists(), reason="shared test data not present")
 

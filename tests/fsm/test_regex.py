@@ -140,6 +140,13 @@ def test_malformed_pattern_reports_python_message_and_position(pattern, pos):
     assert py.value.msg in str(info.value)
 
 
+def test_flags_argument_matches_inline_flags():
+    for flags, inline in [(re.I, "(?i)"), (re.S | re.M, "(?sm)"), (re.A | re.I, "(?ai)"), (re.X, "(?x)")]:
+        by_arg, by_inline = compile_dfa("^a b.\\w$", flags), compile_dfa(inline + "^a b.\\w$")
+        for s in ["a b.x", "A b\nÉ", "ab.k", "a b\nK", "Ab-é\n"]:
+            assert by_arg.matches(s) == by_inline.matches(s) == bool(re.fullmatch("^a b.\\w$", s, flags)), (flags, s)
+
+
 def test_locale_flag_is_rejected_for_str_patterns():
     with pytest.raises(RegexError):
         parse_regex("a", ExprPool(), re.LOCALE)
