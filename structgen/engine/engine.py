@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .jump_forward import plan_jump, token_bytes
 from .request import SamplingParams, Sequence
 from .sampler import make_generator, mask_logits_, sample
 from .scheduler import Chunk, Scheduler
 
 log = logging.getLogger(__name__)
-
-# Generated tokens re-tokenised together with forced bytes at a jump-forward boundary.
-RETOKENIZE_WINDOW = 4
 
 
 @dataclass
@@ -95,7 +93,11 @@ class Engine:
             return out
         self.counters.steps += 1
         batch, sample_chunks, score_rows = self._build_batch(chunks)
-        logits = self.runner.forward(batch, self.pool)  # [n, V] float32
+        try:
+            logits = self.runner.forward(batch, self.pool)  # [n, V] float32
+        except Exception:
+            self.scheduler.rollback(chunks)
+            raise
         self.scheduler.commit(chunks)
         self._score(logits, score_rows)
         sampled = [c.seq for c in sample_chunks]
@@ -235,7 +237,7 @@ class Engine:
         exactly what the constraint matched; free text goes through the tokenizer's decode.
         """
         prev = len(seq.text)
-        table = _token_bytes(seq.fsm)
+        table = token_bytes(seq.fsm)
         if table is not None:
             seq.text = b"".join(table[t] or b"" for t in seq.output_ids).decode("utf-8", errors="replace")
         else:
@@ -251,61 +253,21 @@ class Engine:
         """Append the constraint's forced continuation, re-tokenising the boundary (see module doc)."""
         if not self.jump_forward:
             return
-        forced = _valid_utf8_prefix(seq.fsm.forced_bytes(seq.fsm_state))
-        if not forced:
-            return
-        lo = max(seq.prompt_len, seq.prefix_len)
-        start = max(lo, len(seq.tokens) - RETOKENIZE_WINDOW)
-        plan = self._retokenize(seq, start, forced) or self._retokenize(seq, len(seq.tokens), forced)
+        plan = plan_jump(seq, self.tokenizer)
         if plan is None:
             return
-        start, new, states = plan
-        old = seq.tokens[start:]
-        keep = start + _common_prefix(old, new)
-        room = seq.prompt_len + seq.params.max_tokens
-        new_tail = new[keep - start :]
-        if keep + len(new_tail) > room:
-            return  # does not fit max_tokens: decode normally until "length"
-        self.scheduler.truncate(seq, min(seq.num_computed, keep))
-        out_keep = keep - seq.prompt_len
-        added = keep + len(new_tail) - len(seq.tokens)
-        seq.tokens = seq.tokens[:keep] + new_tail
-        seq.fsm_states = seq.fsm_states[:out_keep] + states[keep - start : keep - start + len(new_tail)]
-        seq.fsm_state = states[keep - start + len(new_tail)]
-        seq.logprobs = (seq.logprobs[:out_keep] + [0.0] * len(new_tail))
+        self.scheduler.truncate(seq, min(seq.num_computed, plan.keep))
+        out_keep = plan.keep - seq.prompt_len
+        added = plan.keep + len(plan.tail) - len(seq.tokens)
+        seq.tokens = seq.tokens[: plan.keep] + plan.tail
+        seq.fsm_states = seq.fsm_states[:out_keep] + plan.states[:-1]
+        seq.fsm_state = plan.states[-1]
+        seq.logprobs = seq.logprobs[:out_keep] + [0.0] * len(plan.tail)
         seq.forced_tokens += added
         seq.generated += added
         self.counters.forced_tokens += added
         self.counters.generated_tokens += added
         self._update_text(seq)
-
-    def _retokenize(self, seq: Sequence, start: int, forced: str):
-        """Tokens for ``decode(tokens[start:]) + forced`` and the FSM states along them, or None.
-
-        Returns ``(start, new_tokens, states)`` with ``states[i]`` the state before
-        ``new_tokens[i]`` and one final state; None when the text does not round-trip or a new
-        token is not allowed by the automaton.
-        """
-        old = seq.tokens[start:]
-        table = _token_bytes(seq.fsm)
-        old_bytes = _join(table, old) if table is not None else None
-        if old_bytes is None:
-            return None
-        try:
-            text = old_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        new = list(self.tokenizer.encode(text + forced, add_special_tokens=False))
-        if _join(table, new) != old_bytes + forced.encode("utf-8"):
-            return None  # the tokenizer does not round-trip this text (e.g. a SentencePiece prefix space)
-        state = seq.fsm_states[start - seq.prompt_len] if old else seq.fsm_state
-        states = [state]
-        for t in new:
-            state = seq.fsm.next_state(state, t)
-            if state < 0:
-                return None
-            states.append(state)
-        return start, new, states
 
     # ---- bookkeeping ---------------------------------------------------------------------------
     def _finish(self, seq: Sequence, reason: str) -> None:
@@ -319,18 +281,6 @@ class Engine:
     def _take_done(self) -> list[Sequence]:
         done, self._done = self._done, []
         return done
-
-
-def _token_bytes(fsm: Any):
-    """The exact bytes of every token id as the automaton sees them, or None."""
-    vocab = getattr(fsm, "vocab", None)
-    return getattr(vocab, "tokens", None)
-
-
-def _join(table: Any, ids: list[int]) -> bytes | None:
-    """Concatenated bytes of ``ids``; None when one of them has no bytes (a special token)."""
-    parts = [table[t] if 0 <= t < len(table) else None for t in ids]
-    return None if any(p is None for p in parts) else b"".join(parts)
 
 
 def _clear_eos(row: np.ndarray, fsm: Any) -> None:
@@ -350,24 +300,6 @@ def _complete(fsm: Any, state: int) -> bool:
     allowed = fsm.allowed_tokens(state)
     eos = fsm.eos_token_ids
     return len(allowed) <= len(eos) and all(int(t) in eos for t in allowed)
-
-
-def _valid_utf8_prefix(data: bytes) -> str:
-    """The longest prefix of ``data`` that is complete UTF-8, decoded."""
-    for cut in range(len(data), max(len(data) - 4, -1), -1):
-        try:
-            return data[:cut].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-    return ""
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _eos_ids(runner: Any) -> set[int]:

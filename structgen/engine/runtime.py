@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..errors import RequestError, StructgenError
+from ..errors import RequestError
 from .engine import Engine
 from .handle import RequestHandle
 from .prompts import encode_prompt, is_prompt_list
@@ -204,7 +204,7 @@ class Runtime:
         for handle, ids, params, fsm, score_from in pending:
             try:
                 seq = self.engine.add_request(ids, params, fsm, score_from=score_from, user_data=handle)
-            except StructgenError as e:
+            except Exception as e:  # noqa: BLE001 - the caller gets the error, the engine goes on
                 handle._fail(e)
                 continue
             handle._attach(seq)

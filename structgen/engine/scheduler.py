@@ -21,6 +21,7 @@ Contract
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 # Two requests whose uncached prompts share this many tokens are not prefilled in the same
 # step: the second waits one step and reuses the first one's K/V from the cache.
 SHARED_PREFIX_DEFER = 32
+# Admission looks at this many sequences from the head of the queue (bounds per-step work).
+ADMISSION_WINDOW = 256
 
 
 @dataclass
@@ -150,10 +153,11 @@ class Scheduler:
         return out
 
     def _admission_order(self) -> list[Sequence]:
-        """Waiting sequences, longest cached prefix first (queue order among equals)."""
+        """The first ``ADMISSION_WINDOW`` waiting sequences, longest cached prefix first (queue order among equals)."""
+        head = list(itertools.islice(self.waiting, ADMISSION_WINDOW))
         if self.radix is None:
-            return list(self.waiting)
-        scored = [(-self.radix.match_prefix(self._match_key(s)).length, k, s) for k, s in enumerate(self.waiting)]
+            return head
+        scored = [(-self.radix.match_prefix(self._match_key(s)).length, k, s) for k, s in enumerate(head)]
         scored.sort(key=lambda t: (t[0], t[1]))
         return [s for _, _, s in scored]
 
@@ -204,6 +208,11 @@ class Scheduler:
             seq.num_computed = c.end
             if self.radix is not None and c.start < seq.prompt_len and c.size > 1:
                 self._cache_prefix(seq)
+
+    def rollback(self, chunks: list[Chunk]) -> None:
+        """Free the slots of chunks whose forward pass failed (their tokens stay uncomputed)."""
+        for c in chunks:
+            self.pool.free(c.out_slots)
 
     def truncate(self, seq: Sequence, keep: int) -> None:
         """Forget K/V past the first ``keep`` tokens (they will be recomputed); frees private slots."""

@@ -61,6 +61,10 @@ class Builder:
         self.format_cache: dict[str, int] = {}
         self._ref_depth: dict[str, int] = {}
         self._open_refs = 0
+        self._reach: dict[int, frozenset] = {}
+        self._memo: dict[tuple, tuple] = {}
+        self._wrappers: dict[tuple, dict] = {}
+        self._keep: list = []  # nodes whose id keys a cache entry stay alive
         self._ref_memo: dict[tuple[str, int], Result] = {}
 
     # ------------------------------------------------------------------ errors
@@ -81,8 +85,14 @@ class Builder:
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         if "$ref" in schema and (self.refs.draft <= 7 or all(k in ANNOTATIONS or k == "$ref" for k in schema)):
             return self.compile_ref(schema["$ref"], ptr + "/$ref")
+        key = (id(schema), self._depths_seen_by(schema))
+        found = self._memo.get(key)
+        if found is not None:
+            return found[1]
         results = [self.compile_branch(br, ptr) for br in self.expand(schema, ptr)]
-        return Result(self.pool.alt_of(r.expr for r in results), all(r.complete for r in results))
+        out = Result(self.pool.alt_of(r.expr for r in results), all(r.complete for r in results))
+        self._memo[key] = (schema, out)  # holding ``schema`` keeps its id from being reused
+        return out
 
     def compile_all(self, schemas: list[tuple[Any, str]]) -> Result:
         """Result for the conjunction of ``schemas`` (merged like ``allOf``)."""
@@ -93,7 +103,11 @@ class Builder:
             return self.compile(*real[0])
         if any(s is False for s, _ in real):
             return Result(self.pool.nothing, True)
-        return self.compile({"allOf": [s for s, _ in real]}, real[0][1])
+        ids = tuple(id(s) for s, _ in real)
+        wrapper = self._wrappers.get(ids)
+        if wrapper is None:  # one wrapper per combination, so compile's memo recognises it
+            wrapper = self._wrappers[ids] = {"allOf": [s for s, _ in real]}
+        return self.compile(wrapper, real[0][1])
 
     def compile_ref(self, ref: Any, ptr: str) -> Result:
         target, tptr = self.refs.resolve(ref, ptr)
@@ -103,13 +117,7 @@ class Builder:
         key = (tptr, depth)
         found = self._ref_memo.get(key)
         if found is None:
-            self._ref_depth[tptr] = depth + 1
-            self._open_refs += 1
-            try:
-                found = self.compile(target, tptr)
-            finally:
-                self._ref_depth[tptr] = depth
-                self._open_refs -= 1
+            found = self._inside(tptr, depth, lambda: self.compile(target, tptr))
             self._ref_memo[key] = found
         return found
 
@@ -153,13 +161,64 @@ class Builder:
         depth = self._ref_depth.get(tptr, 0)
         if depth > self.max_depth or self._open_refs >= MAX_REF_NESTING:
             return [Branch((), (Result(self.pool.nothing, False),))]
+        return self._inside(tptr, depth, lambda: self.expand(target, tptr))
+
+    def _inside(self, tptr: str, depth: int, work):
+        """Run ``work`` with ref target ``tptr`` open one level deeper."""
         self._ref_depth[tptr] = depth + 1
         self._open_refs += 1
         try:
-            return self.expand(target, tptr)
+            return work()
         finally:
             self._ref_depth[tptr] = depth
             self._open_refs -= 1
+
+    # ------------------------------------------------------------------ memo keys
+    def _depths_seen_by(self, schema: Any) -> tuple:
+        """Open-ref depths that compiling ``schema`` can observe: those of the ref targets
+        reachable from it. Equal keys give equal results, so the memo is exact."""
+        reach = self._reachable(schema)
+        return tuple(sorted((t, d) for t, d in self._ref_depth.items() if d and t in reach))
+
+    def _reachable(self, node: Any) -> frozenset:
+        """Ref targets (pointers) reachable from ``node`` through any chain of local refs."""
+        found = self._reach.get(id(node))
+        if found is not None:
+            return found
+        seen: set[str] = set()
+        todo = list(self._direct_refs(node))
+        while todo:
+            t, target = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            cached = self._reach.get(id(target))
+            if cached is not None:
+                seen |= cached
+                continue
+            todo.extend(self._direct_refs(target))
+        out = frozenset(seen)
+        self._reach[id(node)] = out
+        self._keep.append(node)
+        return out
+
+    def _direct_refs(self, node: Any) -> list:
+        """(pointer, target) of every resolvable $ref written inside ``node``."""
+        out, stack = [], [node]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, dict):
+                ref = x.get("$ref")
+                if isinstance(ref, str):
+                    try:
+                        target, tptr = self.refs.resolve(ref, "")
+                        out.append((tptr, target))
+                    except SchemaError:
+                        pass
+                stack.extend(v for k, v in x.items() if k not in ("enum", "const", "default", "examples"))
+            elif isinstance(x, list):
+                stack.extend(x)
+        return out
 
     def compile_branch(self, br: Branch, ptr: str) -> Result:
         from .json_types import build_flat

@@ -29,15 +29,22 @@ def _compare(name: str, snap: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(snap, indent=1, ensure_ascii=False) + "\n")
     expected = json.loads(path.read_text())
+    # items stopped by the wall-clock limit depend on machine load: left out of the comparison
+    timed = {e.rsplit(": ", 1)[0] for d in (snap, expected) for e in d["not_compiled"] if e.endswith(": time")}
     problems = []
     for key in ("not_compiled", "valid_rejected", "invalid_accepted"):
-        gained = sorted(set(snap[key]) - set(expected[key]))
-        lost = sorted(set(expected[key]) - set(snap[key]))
+        new, old = (_without(d[key], timed) for d in (snap, expected))
+        gained, lost = sorted(new - old), sorted(old - new)
         if gained or lost:
             problems.append(f"{key}: new {gained[:20]} gone {lost[:20]}")
-    if snap["counts"] != expected["counts"]:
+    if not timed and snap["counts"] != expected["counts"]:
         problems.append(f"counts changed:\n{cr.table(snap)}")
     assert not problems, f"{name} differs from its snapshot (update with STRUCTGEN_UPDATE_SNAPSHOTS=1):\n" + "\n".join(problems)
+
+
+def _without(entries: list, ids: set) -> set:
+    """Entries (``id: kw`` or ``id/valid/i``) whose item id is not in ``ids``."""
+    return {e for e in entries if e.rsplit(": ", 1)[0].split("/valid/")[0].split("/invalid/")[0] not in ids}
 
 
 @pytest.mark.slow

@@ -15,12 +15,13 @@ import shlex
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 
 from .blocks import ROOT, Block, blocks, doc_files
 
-PAGE_TIMEOUT_S = 120
+PAGE_TIMEOUT_S = 90
 CLI_TIMEOUT_S = 300
 
 
@@ -90,8 +91,10 @@ def shared_default(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-def _run_page(py: list[Block]) -> None:
-    namespace: dict = {"__name__": "__docs__"}
+def _run_page(py: list[Block], monkeypatch) -> None:
+    module = types.ModuleType("__docs__")  # a real module, so pydantic can resolve the page's annotations
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for b in py:
         if b.no_test:
             continue
@@ -115,8 +118,8 @@ def _run_page(py: list[Block]) -> None:
 
 
 @pytest.mark.parametrize(("path", "py"), _page_params())
-def test_python_blocks_run(path, py, shared_default):
-    _run_page(py)
+def test_python_blocks_run(path, py, shared_default, monkeypatch):
+    _run_page(py, monkeypatch)
 
 
 @pytest.mark.parametrize("cmd", _cli_params())

@@ -199,3 +199,24 @@ def test_runtime_rejects_bad_requests_before_model_work(rt):
     with pytest.raises(RequestError):
         rt.submit(GenerateRequest({"bad": "prompt"}))
     assert rt.runner.forward_calls == calls
+
+
+def test_a_failed_step_fails_its_requests_and_the_runtime_goes_on():
+    runner = FakeRunner()
+    forward = runner.forward
+    fail = {"once": True}
+
+    def flaky(batch, pool):
+        if fail.pop("once", False):
+            raise RuntimeError("device lost")
+        return forward(batch, pool)
+
+    runner.forward = flaky
+    rt = Runtime(runner=runner, kv_cache_tokens=512)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            rt.generate("first", max_tokens=4)
+        assert rt.generate("second", max_tokens=4)[0].completion_tokens == 4
+        assert rt.engine.pool.num_free + rt.engine.scheduler.radix.total_size == rt.engine.pool.num_slots
+    finally:
+        rt.shutdown()

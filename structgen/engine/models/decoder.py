@@ -4,12 +4,20 @@ Per layer (pre-norm): ``x += o_proj(attn(rope(qk_norm?(qkv_proj(rms_norm(x))))))
 ``x += down(silu(gate) * up)`` with fused ``qkv`` and ``gate_up`` matmuls. Family differences are
 data (biases present or not, q/k norms present or not, the RoPE frequencies), not code paths.
 All new tokens of a batch run as one ``[T, hidden]`` matrix; only attention looks at sequences.
+
+``hidden_states`` runs any mix of prefills and decodes with the torch attention of ``attention.py``;
+``decode_hidden`` runs one token per sequence with ``kernels.decode_attention`` over CSR context
+indices and never synchronises with the host (so it can be captured in a CUDA graph).
+Under tensor parallelism (``parallel.py``) the weights hold this rank's heads and MLP columns,
+``config`` the per-rank head counts, and ``reduce`` sums the row-parallel outputs over ranks.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from collections.abc import Callable
 
 from ..attention import AttentionPlan, pool_attention
 from ..kv_cache import KVPool
@@ -28,6 +36,8 @@ class DecoderModel:
         self.rope = RotaryTable(config, device, dtype)
         self.scale = config.head_dim**-0.5
         self.t = weights.transposed
+        self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-reduce (tensor parallel)
+        self.gather_vocab: Callable[[torch.Tensor], torch.Tensor] | None = None  # vocab-parallel lm_head
 
     def hidden_states(
         self,
@@ -40,16 +50,53 @@ class DecoderModel:
     ) -> torch.Tensor:
         """Final-layer hidden states ``[T, hidden]`` (before the final norm); writes K/V to ``out_slots``."""
         cos, sin = self.rope.lookup(positions, max_position)  # [T, 1, D] x2
+
+        def attend(q, k_cache, v_cache):
+            return pool_attention(q, k_cache, v_cache, plan, self.scale)
+
+        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend)
+
+    def decode_hidden(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        out_slots: torch.Tensor,
+        kv_indptr: torch.Tensor,
+        kv_indices: torch.Tensor,
+        pool: KVPool,
+        backend: str = "auto",
+    ) -> torch.Tensor:
+        """Hidden states ``[B, hidden]`` of one new token per sequence (a decode step).
+
+        Sequence ``b``'s context (its new token last, K/V written here first) is
+        ``kv_indices[kv_indptr[b]:kv_indptr[b+1]]``. The RoPE table must already cover every
+        position (``self.rope.ensure``): nothing here reads a tensor back to the host.
+        """
+        from ...kernels import decode_attention
+
+        cos, sin = self.rope.cos[positions].unsqueeze(1), self.rope.sin[positions].unsqueeze(1)  # [B, 1, D] x2
+        window = self.config.sliding_window
+
+        def attend(q, k_cache, v_cache):
+            return decode_attention(q, k_cache, v_cache, kv_indptr, kv_indices, self.scale, window=window,
+                                    backend=backend)  # [B, H, D]
+
+        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend)
+
+    def _run_layers(self, input_ids, cos, sin, out_slots, pool: KVPool, attend) -> torch.Tensor:
         x = F.embedding(input_ids, self.weights.embed)  # [T, hidden]
         for i, lw in enumerate(self.weights.layers):
-            x = self._layer(x, lw, pool.k[i], pool.v[i], cos, sin, out_slots, plan)
+            x = self._layer(x, lw, pool.k[i], pool.v[i], cos, sin, out_slots, attend)
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits ``[n, vocab]`` from final-layer hidden states ``[n, hidden]``."""
         c = self.config
         h = F.rms_norm(hidden, (c.hidden_size,), self.weights.norm, c.rms_norm_eps)  # [n, hidden]
-        return linear(h, self.weights.lm_head, None, self.t).float()  # [n, vocab]
+        out = linear(h, self.weights.lm_head, None, self.t)  # [n, vocab] (this rank's columns if vocab-parallel)
+        if self.gather_vocab is not None:
+            out = self.gather_vocab(out)  # [n, vocab]
+        return out.float()
 
     def _layer(
         self,
@@ -60,7 +107,7 @@ class DecoderModel:
         cos: torch.Tensor,
         sin: torch.Tensor,
         out_slots: torch.Tensor,
-        plan: AttentionPlan,
+        attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
         c = self.config
         t = x.shape[0]
@@ -77,8 +124,14 @@ class DecoderModel:
         k = apply_rotary(k, cos, sin)  # [T, KV, D]
         k_cache.index_copy_(0, out_slots, k)
         v_cache.index_copy_(0, out_slots, v)
-        a = pool_attention(q, k_cache, v_cache, plan, self.scale)  # [T, H, D]
-        x = x + linear(a.reshape(t, c.q_size), lw.w_o, lw.b_o, self.t)  # [T, hidden]
+        a = attend(q, k_cache, v_cache)  # [T, H, D]
+        x = x + self._row_parallel(a.reshape(t, c.q_size), lw.w_o, lw.b_o)  # [T, hidden]
         h = F.rms_norm(x, (c.hidden_size,), lw.ln2, c.rms_norm_eps)  # [T, hidden]
         gate, up = linear(h, lw.w_gate_up, lw.b_gate_up, self.t).chunk(2, dim=-1)  # [T, inter] x2
-        return x + linear(F.silu(gate) * up, lw.w_down, lw.b_down, self.t)  # [T, hidden]
+        return x + self._row_parallel(F.silu(gate) * up, lw.w_down, lw.b_down)  # [T, hidden]
+
+    def _row_parallel(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """``x @ w.T (+ b)``; under tensor parallelism the partial sums of all ranks are added (bias once)."""
+        if self.reduce is None:
+            return linear(x, w, b, self.t)
+        return self.reduce(linear(x, w, None, self.t)) + (b if b is not None else 0)

@@ -65,10 +65,18 @@ class RotaryTable:
         sin[:, : sin.shape[1] // 2].neg_()
         self.sin = sin.to(device=self.device, dtype=self.dtype).contiguous()  # [P, D], first half negated
 
-    def lookup(self, positions: torch.Tensor, max_position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cos, sin)`` rows ``[T, 1, D]`` for ``positions`` ``[T]``; ``max_position`` bounds them."""
+    def ensure(self, max_position: int) -> None:
+        """Grow the tables (doubling) so that positions ``<= max_position`` can be looked up.
+
+        Replaces ``cos``/``sin`` with new tensors when it grows: a captured CUDA graph that read the
+        old ones must be captured again (``GraphDecoder`` calls this before capturing).
+        """
         if max_position >= self.cos.shape[0]:
             self._build(max(2 * self.cos.shape[0], max_position + 1))
+
+    def lookup(self, positions: torch.Tensor, max_position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cos, sin)`` rows ``[T, 1, D]`` for ``positions`` ``[T]``; ``max_position`` bounds them."""
+        self.ensure(max_position)
         return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # [T, 1, D] x2
 
 

@@ -117,3 +117,41 @@ def _layer(config: ModelConfig, p: str, take, cat) -> LayerWeights:
         w_down=take(mlp + "down_proj.weight"),
         b_down=take(mlp + "down_proj.bias") if config.mlp_bias else None,
     )
+
+
+def random_weights(config: ModelConfig, device: torch.device, dtype: torch.dtype, seed: int = 0) -> ModelWeights:
+    """Random weights of ``config``'s shapes (N(0, 0.02) projections, norms near 1), for benchmarks and tests.
+
+    Generated on ``device`` (no host copy of a large model). Tied models share ``embed`` and ``lm_head``.
+    """
+    c = config
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def rnd(*shape: int, std: float = 0.02, mean: float = 0.0) -> torch.Tensor:
+        return (torch.randn(shape, generator=gen, device=device, dtype=torch.float32) * std + mean).to(dtype)
+
+    def bias(n: int, on: bool) -> torch.Tensor | None:
+        return rnd(n) if on else None
+
+    qkv = c.q_size + 2 * c.kv_size
+    layers = [
+        LayerWeights(
+            ln1=rnd(c.hidden_size, std=0.1, mean=1.0),
+            w_qkv=rnd(qkv, c.hidden_size),
+            b_qkv=bias(qkv, c.qkv_bias),
+            q_norm=rnd(c.head_dim, std=0.1, mean=1.0) if c.qk_norm else None,
+            k_norm=rnd(c.head_dim, std=0.1, mean=1.0) if c.qk_norm else None,
+            w_o=rnd(c.hidden_size, c.q_size),
+            b_o=bias(c.hidden_size, c.o_bias),
+            ln2=rnd(c.hidden_size, std=0.1, mean=1.0),
+            w_gate_up=rnd(2 * c.intermediate_size, c.hidden_size),
+            b_gate_up=bias(2 * c.intermediate_size, c.mlp_bias),
+            w_down=rnd(c.hidden_size, c.intermediate_size),
+            b_down=bias(c.hidden_size, c.mlp_bias),
+        )
+        for _ in range(c.num_layers)
+    ]
+    embed = rnd(c.vocab_size, c.hidden_size, std=1.0)
+    lm_head = embed if c.tie_word_embeddings else rnd(c.vocab_size, c.hidden_size)
+    weights = ModelWeights(embed=embed, layers=layers, norm=rnd(c.hidden_size, std=0.1, mean=1.0), lm_head=lm_head)
+    return transpose_projections(weights) if device.type == "cpu" else weights
