@@ -15,6 +15,7 @@ their K/V recomputed in the next step.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ class Engine:
         self.counters = EngineStats()
         self._live: dict[int, Sequence] = {}
         self._done: list[Sequence] = []
+        self._pool_exec: ThreadPoolExecutor | None = None
 
     # ---- the three verbs ---------------------------------------------------------------------
     def add_request(self, prompt_ids: list[int], params: SamplingParams, fsm: Any = None, *,
@@ -93,11 +95,15 @@ class Engine:
             return out
         self.counters.steps += 1
         batch, sample_chunks, score_rows = self._build_batch(chunks)
+        warm = self._warm_masks([c.seq for c in sample_chunks if c.seq.fsm is not None])
         try:
             logits = self.runner.forward(batch, self.pool)  # [n, V] float32
         except Exception:
             self.scheduler.rollback(chunks)
             raise
+        finally:
+            if warm is not None:
+                warm.result()
         self.scheduler.commit(chunks)
         self._score(logits, score_rows)
         sampled = [c.seq for c in sample_chunks]
@@ -117,6 +123,12 @@ class Engine:
         """Finish ``seq`` with reason "abort" now (its slots are released)."""
         if not seq.finished:
             self._finish(seq, "abort")
+
+    def close(self) -> None:
+        """Stop the helper thread (a later step that needs it starts a new one)."""
+        if self._pool_exec is not None:
+            self._pool_exec.shutdown(wait=True)
+            self._pool_exec = None
 
     def abort_all(self, error: str | None = None) -> list[Sequence]:
         """Abort every live sequence; returns them and any finished ones not yet returned by ``step``."""
@@ -171,6 +183,19 @@ class Engine:
             logits_rows=torch.tensor(rows, dtype=torch.long),
         )
         return batch, sample_chunks, [(len(sample_rows) + k, s, t) for k, (_, s, t) in enumerate(score_rows)]
+
+    def _warm_masks(self, seqs: list[Sequence]):
+        """Compute the bitmask rows of these FSM states in a helper thread, during the forward pass.
+
+        A state's row is computed on its first visit (a walk of the whole vocabulary); doing it
+        while the model runs hides that cost. Returns a future, or None when there is nothing to do.
+        """
+        if not seqs:
+            return None
+        if self._pool_exec is None:
+            self._pool_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="structgen-fsm")
+        pairs = [(s.fsm, s.fsm_state) for s in seqs]
+        return self._pool_exec.submit(_compute_masks, pairs)
 
     def _score(self, logits: torch.Tensor, score_rows: list) -> None:
         if not score_rows:
@@ -281,6 +306,15 @@ class Engine:
     def _take_done(self) -> list[Sequence]:
         done, self._done = self._done, []
         return done
+
+
+def _compute_masks(pairs: list) -> None:
+    """Touch each (fsm, state) row so it is computed; errors resurface in the synchronous call."""
+    for fsm, state in pairs:
+        try:
+            fsm.mask(state)
+        except Exception:  # noqa: BLE001 - reported by the step's own mask() call
+            return
 
 
 def _clear_eos(row: np.ndarray, fsm: Any) -> None:

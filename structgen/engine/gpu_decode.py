@@ -35,6 +35,7 @@ import torch
 from ..errors import InvalidBatchError
 from .device_tables import DEAD_KEY, DeviceTables
 from .kv_cache import PAD_SLOT, KVPool
+from .models.decoder import EAGER_OPS, ElementwiseOps
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class GraphDecoder:
     ``max_context``: the longest context (cached + decoded tokens) of any sequence; ``max_steps``:
     the length of the token history kept on the device. ``use_graphs=None`` captures CUDA graphs on
     CUDA only. ``backend`` picks the kernels (``"auto"``: Triton on CUDA, torch references elsewhere).
+    ``compile_ops`` (default: with graphs) fuses the layers' element-wise steps with torch.compile
+    (``models.decoder.ElementwiseOps``); if compiling fails the eager ops are used (logged).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class GraphDecoder:
         use_graphs: bool | None = None,
         backend: str = "auto",
         max_prefetch: int = 4096,
+        compile_ops: bool | None = None,
     ):
         self.runner, self.model, self.pool = runner, runner.model, pool
         self.device = runner.device
@@ -99,6 +103,8 @@ class GraphDecoder:
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else bool(use_graphs)
         self.backend, self.max_prefetch = backend, max_prefetch
         self.model.rope.ensure(self.max_context)
+        if (self.use_graphs if compile_ops is None else compile_ops) and self.model.decode_ops is EAGER_OPS:
+            self.model.decode_ops = ElementwiseOps.compiled()
         self._buffers()
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._graph_version = self.tables.version
@@ -258,13 +264,14 @@ class GraphDecoder:
         self.slot_table[:bs].zero_()  # every warm-up token writes and reads the padding slot only
         self.ids[:bs].zero_()
         self.keys[:bs].fill_(-1)
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self.pos[:bs].zero_()
-                self._body(bs)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
+        try:
+            self._warm_up(bs)
+        except Exception:  # torch.compile of the element-wise ops failed: fall back to eager ops
+            if self.model.decode_ops is EAGER_OPS:
+                raise
+            log.warning("compiling the decode element-wise ops failed; using eager ops", exc_info=True)
+            self.model.decode_ops = EAGER_OPS
+            self._warm_up(bs)
         self.pos[:bs].zero_()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
@@ -272,3 +279,13 @@ class GraphDecoder:
         self._graphs[bs] = graph
         for name, value in saved.items():
             getattr(self, name).copy_(value)
+
+    def _warm_up(self, bs: int) -> None:
+        """Two eager steps on a side stream (compiles kernels, initialises collectives) before capture."""
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.pos[:bs].zero_()
+                self._body(bs)
+        torch.cuda.current_stream(self.device).wait_stream(stream)

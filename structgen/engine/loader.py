@@ -50,16 +50,31 @@ def load_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     tokenizer=None,
+    tp_size: int = 1,
 ) -> ModelRunner:
     """Load a model for ``ModelRunner.forward``.
 
     ``device="auto"`` picks CUDA when available, else the CPU. ``dtype=None`` (or ``"auto"``) means
     float32 on the CPU and bfloat16 on CUDA. ``tokenizer`` overrides the tokenizer found with the
     model; when neither exists ``runner.tokenizer`` is None (a warning is logged).
+    ``tp_size > 1`` shards the model over that many ranks of ``torch.distributed`` (one process
+    per rank, e.g. under ``torchrun``; see ``parallel.py``); on CUDA rank ``r`` uses ``cuda:r``
+    (``LOCAL_RANK`` when set). Every rank must call ``load_model`` with the same arguments.
     Raises ``ModelLoadError`` (missing files, unreachable hub) or ``UnsupportedModelError``.
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    if tp_size > 1:
+        from .parallel import init_tensor_parallel, shard_runner
+
+        rank = init_tensor_parallel(tp_size, dev.type)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+            torch.cuda.set_device(dev)
+        full = load_model(model_path, device=dev, dtype=dt, tokenizer=tokenizer)
+        return shard_runner(full, rank, tp_size)
+    if tp_size < 1:
+        raise ModelLoadError(f"tp_size must be >= 1, got {tp_size}")
     if model_path is None:
         folder = _convert_gguf(assets.default_model_file(), f"{assets.DEFAULT_MODEL_NAME}-converted")
         tok = tokenizer if tokenizer is not None else assets.load_default_tokenizer()

@@ -168,6 +168,7 @@ class Runtime:
             self._cv.notify()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+            self.engine.close()
 
     def __enter__(self) -> "Runtime":
         return self

@@ -20,8 +20,9 @@ import pickle
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..constraints import as_constraint
 
@@ -93,7 +94,7 @@ class FSMCache:
                 state = pickle.load(f)
         except FileNotFoundError:
             return None
-        except Exception as e:  # a torn or stale file must never break compilation
+        except Exception as e:  # noqa: BLE001 - a torn or stale file must never break compilation
             log.warning("ignoring unreadable FSM cache entry %s: %s", path, e)
             return None
         from .index import TokenFSM

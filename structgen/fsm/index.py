@@ -148,7 +148,7 @@ class TokenFSM:
         for i in range(0, len(todo), _WALK_BATCH):
             self._compute(todo[i : i + _WALK_BATCH])
 
-    def expand_all(self) -> "TokenFSM":
+    def expand_all(self) -> TokenFSM:
         """Compute every state reachable from the initial one; CompileLimitError past ``max_states``."""
         frontier, seen = [self.initial_state], {self.initial_state}
         while frontier:
@@ -174,7 +174,7 @@ class TokenFSM:
             rows = [self._rows[int(s)] for s in states]
         counts = np.asarray([len(r.ids) for r in rows], dtype=np.int64)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
         words = (self.vocab_size + 31) // 32
         bitmask = np.stack([r.mask for r in rows]) if rows else np.zeros((0, words), np.int32)
         row_of = np.full(self.byte_dfa.num_states, -1, dtype=np.int32)

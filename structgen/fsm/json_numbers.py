@@ -229,8 +229,9 @@ class NumberBuilder:
         return p.alt_of(parts)
 
     # ------------------------------------------------------------------ public
-    def number(self, b: Bounds, integer: bool = False) -> int:
-        """Signed numbers in ``b``; ``integer`` keeps integral values only."""
+    def number(self, b: Bounds, integer: bool = False, digits_only: bool = False) -> int:
+        """Signed numbers in ``b``; ``integer`` keeps integral values only; ``digits_only``
+        (draft-04 integers, where ``1.0`` is not an integer) also drops ``.0`` and exponents."""
         p = self.p
         if b.empty():
             return p.nothing
@@ -242,8 +243,8 @@ class NumberBuilder:
             if integer:
                 lo = 0 if half.lo is None else _int_lo(half.lo, half.lo_strict)
                 hi = None if half.hi is None else _int_hi(half.hi, half.hi_strict)
-                plain = p.concat(self.uint(lo, hi), self.zero_frac)
-                sci = p.and_(self.sci_range(half), self.integral_sci())
+                plain = p.concat(self.uint(lo, hi), p.eps if digits_only else self.zero_frac)
+                sci = p.nothing if digits_only else p.and_(self.sci_range(half), self.integral_sci())
             else:
                 plain, sci = self.plain_range(half), self.sci_range(half)
             out.append(p.concat(sign, p.alt(plain, sci)))

@@ -115,7 +115,7 @@ def _number(b, m: Merged, integer: bool):
 
     p = b.pool
     if not m.multiples:
-        return Result(b.nums.number(m.bounds, integer), True)
+        return Result(b.nums.number(m.bounds, integer, digits_only=integer and b.refs.draft <= 4), True)
     exprs = [b.nums.multiple_of(k, m.bounds, integer, ptr) for k, ptr in m.multiples]
     return Result(p.and_(*exprs), False)
 

@@ -24,13 +24,13 @@ looping bytes with ``bytes.lstrip`` (long tokens such as 64 dashes would cost a 
 from __future__ import annotations
 
 import threading
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from .dfa import UNKNOWN
 from .vocabulary import Vocabulary
-
 
 SCALAR_TAIL = 512  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
 

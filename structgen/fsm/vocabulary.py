@@ -19,9 +19,10 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..errors import TokenizerError
 
@@ -95,9 +96,9 @@ class Vocabulary:
     @classmethod
     def from_tokens(
         cls, tokens: Sequence[bytes | str | None], *, eos_token_ids: Iterable[int] = (), vocab_size: int | None = None
-    ) -> "Vocabulary":
+    ) -> Vocabulary:
         """From token contents by id (``str`` is UTF-8 encoded); EOS ids are made ``None`` in ``tokens``."""
-        eos = tuple(sorted(set(int(e) for e in eos_token_ids)))
+        eos = tuple(sorted({int(e) for e in eos_token_ids}))
         out: list[bytes | None] = []
         for i, t in enumerate(tokens):
             if isinstance(t, str):
@@ -108,7 +109,7 @@ class Vocabulary:
         return cls(tuple(out), eos, vocab_size if vocab_size is not None else max(len(out), max(eos, default=-1) + 1))
 
     @classmethod
-    def byte_level(cls) -> "Vocabulary":
+    def byte_level(cls) -> Vocabulary:
         """A toy vocabulary for tests: the 256 single bytes (ids 0-255), a few multi-byte tokens, EOS last.
 
         Ids 256.. are ``"ab"``, ``"abc"``, ``'{"'``, ``'":'``, ``'"}'``, ``"true"``, ``"  "``,
@@ -123,7 +124,7 @@ class Vocabulary:
     @classmethod
     def from_tokenizer(
         cls, tok: Any, *, vocab_size: int | None = None, eos_token_ids: Iterable[int] | None = None
-    ) -> "Vocabulary":
+    ) -> Vocabulary:
         """From a Hugging Face tokenizer (fast or slow). See the module docstring for the rules.
 
         vocab_size: the model's number of logits when larger than the tokenizer (extra ids are padding).
@@ -220,7 +221,7 @@ def _fingerprint(tokens: Sequence[bytes | None], eos: Sequence[int], size: int) 
     return h.hexdigest()
 
 
-_MEMO: "dict[int, tuple[Any, Vocabulary]]" = {}
+_MEMO: dict[int, tuple[Any, Vocabulary]] = {}
 
 
 def vocabulary_of(tokenizer: Any, **kwargs: Any) -> Vocabulary:

@@ -101,3 +101,25 @@ def test_request_that_can_never_fit_is_rejected(runner):
         engine.add_request(list(range(30)), SamplingParams(max_tokens=8))
     with pytest.raises(RequestError, match="empty"):
         engine.add_request([], SamplingParams(max_tokens=8))
+
+
+def test_preempted_constrained_requests_resume_with_identical_output(runner):
+    from fake_model import VOCAB
+    from structgen import fsm as F
+    from structgen.constraints import Regex
+
+    fsm = F.compile(Regex(r'\{"id": [0-9]{2,4}, "tag": "[a-z]{3,6}"\}'), VOCAB, cache=False)
+    prompts = _prompts(runner, 10)
+
+    def outputs(kv):
+        engine = Engine(runner, kv_cache_tokens=kv, max_batch_size=10, chunked_prefill_size=32)
+        seqs = [engine.add_request(p, SamplingParams(max_tokens=40), fsm) for p in prompts]
+        while engine.has_unfinished():
+            engine.step()
+            engine.scheduler.radix.check()
+        return [s.text for s in seqs], engine.stats()["preemptions"]
+
+    roomy, none = outputs(4096)
+    tight, preempted = outputs(72)
+    assert none == 0 and preempted > 0
+    assert tight == roomy and all(fsm.matches(t) for t in tight)

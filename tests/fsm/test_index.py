@@ -95,9 +95,9 @@ def test_rows_equal_naive_definition_on_a_real_vocabulary(smollm2_vocab, scalar_
     for piece in [b'"', "é".encode(), b"\\", b'n"', b" ", b"12"]:
         seen.append(s)
         s = fsm.byte_dfa.walk(s, piece)
-    for s in seen + [s]:
-        got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
-        assert got == naive_allowed(fsm, s)
+    for state in [*seen, s]:
+        got = dict(zip(fsm.allowed_tokens(state).tolist(), fsm.row(state).nexts.tolist()))
+        assert got == naive_allowed(fsm, state)
 
 
 def test_eos_only_in_accepting_states(toy_vocab):

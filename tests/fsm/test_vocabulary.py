@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from structgen.errors import TokenizerError
@@ -15,7 +17,7 @@ SAMPLES = [
     "ŉ weird ǅ \x00\x01 control \x7f",
     "x" * 100 + " " * 37 + "-" * 64,
     "def f(x):\n    return x ** 2  # comment\n",
-    "Ω≈ç√∫˜µ≤≥÷ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ‮rtl",
+    "Ω≈ç√∫˜µ≤≥÷ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u202ertl",
     "  leading spaces and trailing   ",
     '{"key": "value with \\"escapes\\" and \\\\ backslash"}',
 ]
@@ -88,8 +90,8 @@ class _SentencePieceLike:
     """A slow tokenizer stand-in with SentencePiece pieces (no backend_tokenizer)."""
 
     eos_token_id = 2
-    added_tokens_decoder: dict = {}
-    all_special_ids = [0, 1, 2]
+    added_tokens_decoder: ClassVar[dict] = {}
+    all_special_ids = (0, 1, 2)
 
     def get_vocab(self):
         return {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x0A>": 3, "▁hello": 4, "▁": 5, "wor": 6, "<0xC3>": 7}

@@ -33,3 +33,7 @@ class TestChatStructgenIntegration(ChatModelIntegrationTests):
     def has_tool_choice(self) -> bool:
         return True
 
+    @property
+    def supports_json_mode(self) -> bool:
+        return True  # method="json_mode" is enforced by the schema constraint, like every method
+

@@ -26,6 +26,34 @@ from .rope import RotaryTable, apply_rotary
 from .weights import LayerWeights, ModelWeights, linear
 
 
+def add_rms_norm(x: torch.Tensor, delta: torch.Tensor, w: torch.Tensor, eps: float):
+    """``(x + delta, rms_norm(x + delta) * w)``: the residual add and the next norm (fusable)."""
+    y = x + delta
+    return y, F.rms_norm(y, (y.shape[-1],), w, eps)
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up`` for ``gate_up`` ``[T, 2*inter]`` (gate first)."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+class ElementwiseOps:
+    """The element-wise steps of a layer; ``compiled()`` fuses each into one kernel with torch.compile."""
+
+    def __init__(self, rotary=apply_rotary, add_norm=add_rms_norm, act=silu_mul):
+        self.rotary, self.add_norm, self.act = rotary, add_norm, act
+
+    @classmethod
+    def compiled(cls) -> ElementwiseOps:
+        """torch.compile'd ops (dynamic shapes: one compilation per op, not per batch size)."""
+        c = lambda fn: torch.compile(fn, dynamic=True, fullgraph=True)  # noqa: E731
+        return cls(c(apply_rotary), c(add_rms_norm), c(silu_mul))
+
+
+EAGER_OPS = ElementwiseOps()
+
+
 class DecoderModel:
     """Weights + RoPE table of one model; ``forward`` runs new tokens through it over a ``KVPool``."""
 
@@ -38,6 +66,7 @@ class DecoderModel:
         self.t = weights.transposed
         self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-reduce (tensor parallel)
         self.gather_vocab: Callable[[torch.Tensor], torch.Tensor] | None = None  # vocab-parallel lm_head
+        self.decode_ops = EAGER_OPS  # element-wise ops of decode_hidden (GraphDecoder may compile them)
 
     def hidden_states(
         self,
@@ -54,7 +83,7 @@ class DecoderModel:
         def attend(q, k_cache, v_cache):
             return pool_attention(q, k_cache, v_cache, plan, self.scale)
 
-        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend)
+        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend, EAGER_OPS)
 
     def decode_hidden(
         self,
@@ -81,13 +110,17 @@ class DecoderModel:
             return decode_attention(q, k_cache, v_cache, kv_indptr, kv_indices, self.scale, window=window,
                                     backend=backend)  # [B, H, D]
 
-        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend)
+        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend, self.decode_ops)
 
-    def _run_layers(self, input_ids, cos, sin, out_slots, pool: KVPool, attend) -> torch.Tensor:
+    def _run_layers(self, input_ids, cos, sin, out_slots, pool: KVPool, attend, ops: ElementwiseOps) -> torch.Tensor:
+        c, layers = self.config, self.weights.layers
         x = F.embedding(input_ids, self.weights.embed)  # [T, hidden]
-        for i, lw in enumerate(self.weights.layers):
-            x = self._layer(x, lw, pool.k[i], pool.v[i], cos, sin, out_slots, attend)
-        return x
+        h = F.rms_norm(x, (c.hidden_size,), layers[0].ln1, c.rms_norm_eps)  # [T, hidden]
+        for i, lw in enumerate(layers):
+            x, delta = self._layer(x, h, lw, pool.k[i], pool.v[i], cos, sin, out_slots, attend, ops)
+            if i + 1 < len(layers):  # the residual add fused with the next layer's input norm
+                x, h = ops.add_norm(x, delta, layers[i + 1].ln1, c.rms_norm_eps)
+        return x + delta
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits ``[n, vocab]`` from final-layer hidden states ``[n, hidden]``."""
@@ -101,6 +134,7 @@ class DecoderModel:
     def _layer(
         self,
         x: torch.Tensor,
+        h: torch.Tensor,
         lw: LayerWeights,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
@@ -108,27 +142,27 @@ class DecoderModel:
         sin: torch.Tensor,
         out_slots: torch.Tensor,
         attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
+        ops: ElementwiseOps = EAGER_OPS,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer on ``x`` (residual stream) and ``h`` (its input norm); returns ``(x, mlp_out)``."""
         c = self.config
         t = x.shape[0]
-        h = F.rms_norm(x, (c.hidden_size,), lw.ln1, c.rms_norm_eps)  # [T, hidden]
         qkv = linear(h, lw.w_qkv, lw.b_qkv, self.t)  # [T, q + 2*kv]
-        q, k, v = qkv.split((c.q_size, c.kv_size, c.kv_size), dim=-1)
-        q = q.view(t, c.num_heads, c.head_dim)  # [T, H, D]
-        k = k.view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
-        v = v.view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
-        if lw.q_norm is not None:
-            q = F.rms_norm(q, (c.head_dim,), lw.q_norm, c.rms_norm_eps)
-            k = F.rms_norm(k, (c.head_dim,), lw.k_norm, c.rms_norm_eps)
-        q = apply_rotary(q, cos, sin)  # [T, H, D]
-        k = apply_rotary(k, cos, sin)  # [T, KV, D]
+        v = qkv[:, c.q_size + c.kv_size :].view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
+        if lw.q_norm is None:  # rotate q and k in one pass
+            qk = qkv[:, : c.q_size + c.kv_size].view(t, c.num_heads + c.num_kv_heads, c.head_dim)  # [T, H+KV, D]
+            q, k = ops.rotary(qk, cos, sin).split((c.num_heads, c.num_kv_heads), dim=1)  # [T, H, D], [T, KV, D]
+        else:
+            q = qkv[:, : c.q_size].view(t, c.num_heads, c.head_dim)  # [T, H, D]
+            k = qkv[:, c.q_size : c.q_size + c.kv_size].view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
+            q = apply_rotary(F.rms_norm(q, (c.head_dim,), lw.q_norm, c.rms_norm_eps), cos, sin)  # [T, H, D]
+            k = apply_rotary(F.rms_norm(k, (c.head_dim,), lw.k_norm, c.rms_norm_eps), cos, sin)  # [T, KV, D]
         k_cache.index_copy_(0, out_slots, k)
         v_cache.index_copy_(0, out_slots, v)
         a = attend(q, k_cache, v_cache)  # [T, H, D]
-        x = x + self._row_parallel(a.reshape(t, c.q_size), lw.w_o, lw.b_o)  # [T, hidden]
-        h = F.rms_norm(x, (c.hidden_size,), lw.ln2, c.rms_norm_eps)  # [T, hidden]
-        gate, up = linear(h, lw.w_gate_up, lw.b_gate_up, self.t).chunk(2, dim=-1)  # [T, inter] x2
-        return x + self._row_parallel(F.silu(gate) * up, lw.w_down, lw.b_down)  # [T, hidden]
+        x, h = ops.add_norm(x, self._row_parallel(a.reshape(t, c.q_size), lw.w_o, lw.b_o), lw.ln2, c.rms_norm_eps)
+        act = ops.act(linear(h, lw.w_gate_up, lw.b_gate_up, self.t))  # [T, inter]
+        return x, self._row_parallel(act, lw.w_down, lw.b_down)  # [T, hidden] residual, [T, hidden] MLP output
 
     def _row_parallel(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         """``x @ w.T (+ b)``; under tensor parallelism the partial sums of all ranks are added (bias once)."""
