@@ -29,6 +29,10 @@ def build_flat(b, m: Merged, ptr: str):
         consts = [const_expr(b, v) for v in values]
         parts = [c.expr for c in consts]
         complete = all(c.complete for c in consts)
+        if b.refs.draft <= 4 and "integer" in types and "number" not in types:  # 1.0 is no integer
+            ints = b.nums.number(m.bounds, True, digits_only=True)
+            parts = [p.and_(x, ints) if isinstance(v, (int, float)) and not isinstance(v, bool) else x
+                     for x, v in zip(parts, values)]
     else:
         if "null" in types:
             parts.append(b.lex.null)
@@ -117,6 +121,8 @@ def _number(b, m: Merged, integer: bool):
     if not m.multiples:
         return Result(b.nums.number(m.bounds, integer, digits_only=integer and b.refs.draft <= 4), True)
     exprs = [b.nums.multiple_of(k, m.bounds, integer, ptr) for k, ptr in m.multiples]
+    if integer and b.refs.draft <= 4:
+        exprs.append(b.nums.number(m.bounds, True, digits_only=True))
     return Result(p.and_(*exprs), False)
 
 

@@ -29,6 +29,8 @@ CASES = [
     ({"type": "integer"}, [0, -5, 10**30, 3.0, Raw("-0"), Raw("1e2"), Raw("1.5e1")], [1.5, "1", Raw("01"), Raw("1.")]),
     ({"type": "number", "minimum": 0.1, "exclusiveMaximum": 10}, [0.1, Raw("0.10"), 9.99, 1e0, 1.5e-1], [0.0999, 10, 10.0, 1e-06, -1]),
     ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer"}, [5, -3], [5.0, Raw("1e2")]),
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "enum": [1, "a"]}, [1], [1.0]),
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "multipleOf": 5}, [10], [10.0]),
     ({"type": "integer", "minimum": -5, "maximum": 123}, [-5, 0, 99, 123, Raw("123.0")], [-6, 124, 1000]),
     ({"type": "number", "exclusiveMinimum": True, "minimum": 0, "$schema": "http://json-schema.org/draft-04/schema#"},
      [1e-06, 3], [0, -1, Raw("-0")]),
