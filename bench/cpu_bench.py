@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64, help="generated tokens per request")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--skip-hf", action="store_true", help="skip the Hugging Face baseline")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best of each is reported")
     ap.add_argument("--skip-prefix", action="store_true", help="skip the shared-prefix workload")
     args = ap.parse_args()
     if args.threads:
@@ -127,28 +128,40 @@ def main() -> None:
     print(f"model: {assets.DEFAULT_MODEL_NAME} ({gguf.name}, float32), CPU: {platform.processor() or platform.machine()}, "
           f"torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
     rt = Runtime(device="cpu", max_batch_size=64)
-    rows, sg = [], {}
-    for b in (1, 8):
-        tps, n, dt = structgen_throughput(rt, PROMPTS[:b], args.tokens)
-        sg[b] = tps
-        rows.append(["structgen", b, n, f"{dt:.2f}", f"{tps:.1f}", ""])
+    hf = None
     if not args.skip_hf:
         from transformers import AutoModelForCausalLM
 
         hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    # Interleaved rounds, best of each: the CPU may be shared, so compare under the same load.
+    best: dict[tuple[str, int], tuple[float, int, float]] = {}
+    for _ in range(args.rounds):
         for b in (1, 8):
-            tps, n, dt = hf_throughput(hf, rt.tokenizer, PROMPTS[:b], args.tokens)
-            rows.append(["HF generate", b, n, f"{dt:.2f}", f"{tps:.1f}", f"structgen {sg[b] / tps:.2f}x"])
-        del hf
-    table(f"1. decode throughput, greedy, {args.tokens} new tokens per request", ["engine", "batch", "tokens", "s", "tok/s", "ratio"], rows)
+            runs = {("structgen", b): lambda: structgen_throughput(rt, PROMPTS[:b], args.tokens)}
+            if hf is not None:
+                runs[("HF generate", b)] = lambda: hf_throughput(hf, rt.tokenizer, PROMPTS[:b], args.tokens)
+            for key, fn in runs.items():
+                res = fn()
+                if key not in best or res[0] > best[key][0]:
+                    best[key] = res
+    rows = []
+    for (name, b), (tps, n, dt) in sorted(best.items(), key=lambda kv: (kv[0][0] != "structgen", kv[0][1])):
+        ratio = f"structgen {best[('structgen', b)][0] / tps:.2f}x" if name != "structgen" else ""
+        rows.append([name, b, n, f"{dt:.2f}", f"{tps:.1f}", ratio])
+    del hf
+    table(f"1. decode throughput, greedy, {args.tokens} new tokens per request (best of {args.rounds} interleaved rounds)",
+          ["engine", "batch", "tokens", "s", "tok/s", "ratio"], rows)
 
-    free, _, _ = structgen_throughput(rt, PROMPTS, args.tokens)
-    loop, _, _ = structgen_throughput(rt, PROMPTS, args.tokens, Regex(r"[ -~]*"))
-    count, _, _ = structgen_throughput(rt, PROMPTS, args.tokens, Regex(r"[ -~]{4000}"))
-    table("2. constrained vs unconstrained (batch 8, same lengths: ignore_eos)", ["workload", "tok/s", "slowdown"],
-          [["free text", f"{free:.1f}", ""],
-           ["regex [ -~]* (one FSM state: steady-state mask cost)", f"{loop:.1f}", f"{(1 - loop / free) * 100:+.1f}%"],
-           ["regex [ -~]{4000} (a new FSM state every token)", f"{count:.1f}", f"{(1 - count / free) * 100:+.1f}%"]])
+    work = {"free text": None, "regex [ -~]* (one FSM state: steady-state mask cost)": Regex(r"[ -~]*"),
+            "regex [ -~]{4000} (a new FSM state every token)": Regex(r"[ -~]{4000}")}
+    tps = {name: 0.0 for name in work}
+    for _ in range(args.rounds):
+        for name, c in work.items():
+            tps[name] = max(tps[name], structgen_throughput(rt, PROMPTS, args.tokens, c)[0])
+    free = tps["free text"]
+    table(f"2. constrained vs unconstrained (batch 8, same lengths: ignore_eos; best of {args.rounds} interleaved rounds)",
+          ["workload", "tok/s", "slowdown"],
+          [[name, f"{v:.1f}", "" if name == "free text" else f"{(1 - v / free) * 100:+.1f}%"] for name, v in tps.items()])
     rt.shutdown()
 
     if not args.skip_prefix:

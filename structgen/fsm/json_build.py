@@ -30,7 +30,7 @@ from .json_strings import StringBuilder
 from .rx import ExprPool
 
 MAX_ALTERNATIVES = 64
-MAX_REF_NESTING = 400  # refs open at once (any targets); deeper ones count as recursion cut off
+MAX_REF_NESTING = 100  # refs open at once (any targets); deeper ones count as recursion cut off
 UNSUPPORTED = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef")
 
 
@@ -131,8 +131,8 @@ class Builder:
         if not isinstance(schema, dict):
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         self._check_keywords(schema, ptr)
-        if "$ref" in schema and self.refs.draft <= 7:
-            return [Branch((), (self.compile_ref(schema["$ref"], ptr + "/$ref"),))]
+        if "$ref" in schema and self.refs.draft <= 7:  # siblings ignored; merged like allOf
+            return self._expand_ref(schema["$ref"], ptr + "/$ref")
         branches = [Branch((Atom(schema, ptr),), ())]
         if "$ref" in schema:
             branches = self._product(branches, self._expand_ref(schema["$ref"], ptr + "/$ref"), ptr, None)

@@ -43,7 +43,7 @@ not, if/then/else           ``not`` of type/properties/required is rewritten pos
                             schema is complement-safe (no multi-property order); else error
 $ref, $defs, definitions    local refs (``#``, JSON pointers with ``~0 ~1 %xx``, ``$anchor``);
                             recursion unrolled ``max_recursion_depth`` times, deeper recursive
-                            branches are not generated (also beyond 400 nested refs)
+                            branches are not generated (also beyond 100 nested refs)
 true / false schemas        any JSON value (nesting <= 16) / nothing
 ==========================  ==================================================================
 
