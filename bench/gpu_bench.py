@@ -27,21 +27,21 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from structgen.engine.gpu_decode import DecodeSeq, GraphDecoder  # noqa: E402
-from structgen.engine.model_runner import ForwardBatch, ModelRunner  # noqa: E402
-from structgen.engine.models.config import ModelConfig  # noqa: E402
-from structgen.engine.models.decoder import DecoderModel  # noqa: E402
-from structgen.engine.models.weights import build_weights  # noqa: E402
+from structgen.engine.gpu_decode import DecodeSeq, GraphDecoder
+from structgen.engine.model_runner import ForwardBatch, ModelRunner
+from structgen.engine.models.config import ModelConfig
+from structgen.engine.models.decoder import DecoderModel
+from structgen.engine.models.weights import build_weights
 
 PROMPT = 128
-LLAMA_1B = dict(
+LLAMA_1B = dict(  # noqa: C408
     vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
     num_key_value_heads=8, head_dim=64, max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
     bos_token_id=128000, eos_token_id=128001,
     rope_parameters={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                      "original_max_position_embeddings": 8192, "rope_theta": 500000.0},
 )
-SMOLLM2_135M = dict(
+SMOLLM2_135M = dict(  # noqa: C408
     vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
     num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True,
     bos_token_id=0, eos_token_id=0, rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
@@ -224,10 +224,10 @@ def masking_cost(runner, fsm, tables):
         free = torch.full((b,), -1, device="cuda", dtype=torch.long)
         temp, seeds, offs = (torch.zeros(b, device="cuda"), torch.arange(b, device="cuda"),
                              torch.zeros(b, dtype=torch.long, device="cuda"))
-        read = triton.testing.do_bench(lambda: logits.max(-1), return_mode="median") * 1000
-        ms = triton.testing.do_bench(lambda: masked_sample(logits, tables.bitmask, states, temp, seeds, offs),
+        read = triton.testing.do_bench(lambda: logits.max(-1), return_mode="median") * 1000  # noqa: B023
+        ms = triton.testing.do_bench(lambda: masked_sample(logits, tables.bitmask, states, temp, seeds, offs),  # noqa: B023
                                      return_mode="median") * 1000
-        mu = triton.testing.do_bench(lambda: masked_sample(logits, tables.bitmask, free, temp, seeds, offs),
+        mu = triton.testing.do_bench(lambda: masked_sample(logits, tables.bitmask, free, temp, seeds, offs),  # noqa: B023
                                      return_mode="median") * 1000
         say(f"| {b} | {read:.1f} | {ms:.1f} | {mu:.1f} | {ms / read:.2f}x |")
 

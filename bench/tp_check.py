@@ -11,7 +11,6 @@ the tokens are identical, the largest logit difference, and ms per decode step o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -22,13 +21,13 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
 
-from bench.gpu_bench import LLAMA_1B  # noqa: E402
-from structgen.engine.gpu_decode import DecodeSeq, GraphDecoder  # noqa: E402
-from structgen.engine.model_runner import ForwardBatch, ModelRunner  # noqa: E402
-from structgen.engine.models.config import ModelConfig  # noqa: E402
-from structgen.engine.models.decoder import DecoderModel  # noqa: E402
-from structgen.engine.models.weights import random_weights  # noqa: E402
-from structgen.engine.parallel import shard_runner  # noqa: E402
+from bench.gpu_bench import LLAMA_1B
+from structgen.engine.gpu_decode import DecodeSeq, GraphDecoder
+from structgen.engine.model_runner import ForwardBatch, ModelRunner
+from structgen.engine.models.config import ModelConfig
+from structgen.engine.models.decoder import DecoderModel
+from structgen.engine.models.weights import random_weights
+from structgen.engine.parallel import shard_runner
 
 
 def decode(runner, prompts, steps=32):

@@ -178,7 +178,7 @@ class DeviceTables:
         r0, n0 = self.num_rows, self.nnz
         self._reserve(r0 + n_new, n0 + int(counts.sum()), len(self._key_owner))
         dev = self.device
-        cat = lambda xs: torch.from_numpy(np.concatenate(xs)).to(dev) if xs else None  # noqa: E731
+        cat = lambda xs: torch.from_numpy(np.concatenate(xs)).to(dev) if xs else None
         ids, nexts = cat([r[0] for r in rows]), cat([r[1] for r in rows])
         n1 = n0 + int(counts.sum())
         if ids is not None and ids.numel():

@@ -114,7 +114,7 @@ class GraphDecoder:
 
     def _buffers(self) -> None:
         n, c, dev = self.max_batch, self.max_context, self.device
-        i64 = dict(dtype=torch.int64, device=dev)
+        i64 = {"dtype": torch.int64, "device": dev}
         self.ids = torch.zeros(n, **i64)  # [N] next input token
         self.pos = torch.zeros(n, **i64)  # [N] its position (= cached tokens)
         self.slot_table = torch.zeros((n, c), dtype=torch.int32, device=dev)  # [N, C] slots by position

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from ..errors import SchemaError
+from ..errors import CompileLimitError, SchemaError
 from .json_lex import Lex
 from .json_merge import (
     ANNOTATIONS,
@@ -30,6 +30,7 @@ from .json_strings import StringBuilder
 from .rx import ExprPool
 
 MAX_ALTERNATIVES = 64
+MAX_NESTING = 1000  # nested compiles (subschemas inside subschemas), a bound on work and stack
 MAX_REF_NESTING = 100  # refs open at once (any targets); deeper ones count as recursion cut off
 UNSUPPORTED = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef")
 
@@ -61,6 +62,7 @@ class Builder:
         self.format_cache: dict[str, int] = {}
         self._ref_depth: dict[str, int] = {}
         self._open_refs = 0
+        self._nesting = 0
         self._reach: dict[int, frozenset] = {}
         self._memo: dict[tuple, tuple] = {}
         self._wrappers: dict[tuple, dict] = {}
@@ -89,7 +91,13 @@ class Builder:
         found = self._memo.get(key)
         if found is not None:
             return found[1]
-        results = [self.compile_branch(br, ptr) for br in self.expand(schema, ptr)]
+        self._nesting += 1
+        try:
+            if self._nesting > MAX_NESTING:
+                raise CompileLimitError(f"schemas nest more than {MAX_NESTING} levels deep at {ptr or '/'}")
+            results = [self.compile_branch(br, ptr) for br in self.expand(schema, ptr)]
+        finally:
+            self._nesting -= 1
         out = Result(self.pool.alt_of(r.expr for r in results), all(r.complete for r in results))
         self._memo[key] = (schema, out)  # holding ``schema`` keeps its id from being reused
         return out

@@ -30,10 +30,15 @@ def _run(engine, prompts, max_tokens, check=True):
     return seqs
 
 
+@pytest.fixture(scope="module")
+def alone(runner):
+    """Greedy outputs of the 16 test prompts, each decoded alone without any cache."""
+    return [greedy_reference(runner, p, 10) for p in _prompts(runner, 16)]
+
+
 @pytest.mark.parametrize("radix", [True, False])
-def test_tiny_pool_many_requests_same_output_as_alone_and_preempts(runner, radix):
+def test_tiny_pool_many_requests_same_output_as_alone_and_preempts(runner, radix, alone):
     prompts = _prompts(runner, 16)
-    alone = [greedy_reference(runner, p, 10) for p in prompts]
     engine = Engine(runner, kv_cache_tokens=48, max_batch_size=16, chunked_prefill_size=24, radix_cache=radix)
     seqs = _run(engine, prompts, 10)
     assert [s.output_ids for s in seqs] == alone
@@ -109,10 +114,10 @@ def test_preempted_constrained_requests_resume_with_identical_output(runner):
     from structgen.constraints import Regex
 
     fsm = F.compile(Regex(r'\{"id": [0-9]{2,4}, "tag": "[a-z]{3,6}"\}'), VOCAB, cache=False)
-    prompts = _prompts(runner, 10)
+    prompts = _prompts(runner, 8)
 
     def outputs(kv):
-        engine = Engine(runner, kv_cache_tokens=kv, max_batch_size=10, chunked_prefill_size=32)
+        engine = Engine(runner, kv_cache_tokens=kv, max_batch_size=8, chunked_prefill_size=32)
         seqs = [engine.add_request(p, SamplingParams(max_tokens=40), fsm) for p in prompts]
         while engine.has_unfinished():
             engine.step()

@@ -14,10 +14,10 @@ Under tensor parallelism (``parallel.py``) the weights hold this rank's heads an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-
-from collections.abc import Callable
 
 from ..attention import AttentionPlan, pool_attention
 from ..kv_cache import KVPool
@@ -47,7 +47,7 @@ class ElementwiseOps:
     @classmethod
     def compiled(cls) -> ElementwiseOps:
         """torch.compile'd ops (dynamic shapes: one compilation per op, not per batch size)."""
-        c = lambda fn: torch.compile(fn, dynamic=True, fullgraph=True)  # noqa: E731
+        c = lambda fn: torch.compile(fn, dynamic=True, fullgraph=True)
         return cls(c(apply_rotary), c(add_rms_norm), c(silu_mul))
 
 
