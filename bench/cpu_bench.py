@@ -137,11 +137,11 @@ def main() -> None:
     best: dict[tuple[str, int], tuple[float, int, float]] = {}
     for _ in range(args.rounds):
         for b in (1, 8):
-            runs = {("structgen", b): lambda: structgen_throughput(rt, PROMPTS[:b], args.tokens)}
+            runs = {("structgen", b): (structgen_throughput, rt)}
             if hf is not None:
-                runs[("HF generate", b)] = lambda: hf_throughput(hf, rt.tokenizer, PROMPTS[:b], args.tokens)
-            for key, fn in runs.items():
-                res = fn()
+                runs[("HF generate", b)] = (lambda m, p, n: hf_throughput(m, rt.tokenizer, p, n), hf)
+            for key, (fn, model) in runs.items():
+                res = fn(model, PROMPTS[:b], args.tokens)
                 if key not in best or res[0] > best[key][0]:
                     best[key] = res
     rows = []

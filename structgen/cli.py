@@ -101,7 +101,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[Any], None]] = [_add_generate]
+def _add_serve(sub: Any) -> None:
+    from .server.cli import add_serve_parser
+
+    add_serve_parser(sub)
+
+
+COMMANDS: list[Callable[[Any], None]] = [_add_generate, _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

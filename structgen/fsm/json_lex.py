@@ -5,9 +5,13 @@ grammar* (called U below). Agreement matters: ``not`` and exact ``oneOf`` take c
 text languages, which is only sound when every construct accepts *every* U-text of the values it
 accepts. U is:
 
-- whitespace: ``"default"`` — at most one line break (``\\n`` or ``\\r\\n``) followed by at most
-  ``MAX_INDENT`` spaces/tabs between tokens (``json.dumps`` with or without ``indent=2``, to
-  nesting depth 20); ``"compact"`` — none;
+- whitespace: ``"default"`` — exactly the layouts ``json.dumps`` prints with separators
+  ``(", ", ": ")``, ``(",", ":")`` or ``indent=2``, mixed freely per position: none before ``:``
+  or ``,``; after ``:`` nothing or one space; after ``,`` nothing, one space or a *line break*;
+  after ``{``/``[`` and before ``}``/``]`` nothing or a line break; an empty ``{}``/``[]`` has
+  nothing inside. A line break is ``\\n`` followed by an even number (at most ``2 *
+  MAX_INDENT_LEVELS``) of spaces. No tabs, no ``\\r``, nothing around the top-level value.
+  ``"compact"`` — no whitespace at all;
 - strings: raw characters except ``"``, ``\\`` and U+0000..U+001F; the escapes ``\\" \\\\ \\/ \\b
   \\f \\n \\r \\t``; ``\\uXXXX`` (any hex case) only for code points below U+0080 — non-ASCII
   characters appear raw, as ``json.dumps(..., ensure_ascii=False)`` prints them;
@@ -18,9 +22,10 @@ accepts. U is:
 from __future__ import annotations
 
 from .rx import ExprPool
+from .rx_derive import _ALT, _CONCAT, _REPEAT, INF
 from .utf8 import any_char
 
-MAX_INDENT = 40
+MAX_INDENT_LEVELS = 20  # indentation of a line break: 2 * k spaces, k <= this
 ANY_VALUE_DEPTH = 16
 MANTISSA_FRAC_DIGITS = 16
 HEX = b"0123456789abcdefABCDEF"
@@ -41,10 +46,14 @@ class Lex:
         p = pool
         self.compact = whitespace == "compact"
         if self.compact:
-            self.ws = p.eps
+            self.line_break = p.nothing
+            self.after_colon = p.eps
+            self.after_comma = p.eps
         else:
-            newline = p.optional(p.concat(p.optional(p.literal("\r")), p.literal("\n")))
-            self.ws = p.concat(newline, p.repeat(p.byteset(_set(b" \t")), 0, MAX_INDENT))
+            self.line_break = p.concat(p.literal("\n"), p.repeat(p.literal("  "), 0, MAX_INDENT_LEVELS))
+            self.after_colon = p.optional(p.literal(" "))
+            self.after_comma = p.alt(p.eps, p.literal(" "), self.line_break)
+        self.inner_ws = p.optional(self.line_break)  # after an opening / before a closing bracket
         self.digit = p.byte_range(0x30, 0x39)
         self.digit19 = p.byte_range(0x31, 0x39)
         self.hex = p.byteset(_set(HEX))
@@ -101,21 +110,48 @@ class Lex:
 
     # ------------------------------------------------------------------ structure
     def tok(self, text: str) -> int:
-        """A punctuation token surrounded by optional whitespace."""
+        """A separator with the whitespace the policy allows after it (``,`` or ``:``)."""
         p = self.pool
-        return p.concat(self.ws, p.literal(text), self.ws)
+        return p.concat(p.literal(text), self.after_colon if text == ":" else self.after_comma)
+
+    def _bracketed(self, open_: str, body: int, close: str) -> int:
+        """``open_`` body ``close``: an empty body prints as ``{}``/``[]``, a non-empty one may
+        have a line break after ``open_`` and before ``close``."""
+        p = self.pool
+        if body == p.nothing:
+            return p.nothing
+        full = self.nonempty(body)
+        out = p.concat(p.literal(open_), self.inner_ws, full, self.inner_ws, p.literal(close))
+        return p.alt(p.literal(open_ + close), out) if p.nullable(body) else out
+
+    def nonempty(self, a: int) -> int:
+        """The non-empty strings of ``a``, built structurally (no complement node)."""
+        p = self.pool
+        if not p.nullable(a):
+            return a
+        node = p.node(a)
+        kind = node[0]
+        if a == p.eps:
+            return p.nothing
+        if kind == _ALT:
+            return p.alt_of(self.nonempty(x) for x in node[1])
+        if kind == _CONCAT:  # both halves nullable
+            return p.alt(p.concat(self.nonempty(node[1]), node[2]), self.nonempty(node[2]))
+        if kind == _REPEAT:
+            x, hi = node[1], node[3]
+            return p.concat(self.nonempty(x), p.repeat(x, 0, INF if hi == INF else hi - 1))
+        return p.diff(a, p.eps)
 
     def array_of(self, body: int) -> int:
         """``[`` body ``]`` where body is the (possibly empty) separated item list."""
-        p = self.pool
-        return p.concat(p.literal("["), self.ws, body, self.ws, p.literal("]"))
+        return self._bracketed("[", body, "]")
 
     def object_of(self, body: int) -> int:
-        p = self.pool
-        return p.concat(p.literal("{"), self.ws, body, self.ws, p.literal("}"))
+        """``{`` body ``}`` where body is the (possibly empty) separated member list."""
+        return self._bracketed("{", body, "}")
 
     def member(self, key: int, value: int) -> int:
-        """``key : value`` with optional whitespace around the colon."""
+        """``key:value`` or ``key: value`` (no whitespace before the colon)."""
         return self.pool.concat(key, self.tok(":"), value)
 
     def any_value(self, depth: int = ANY_VALUE_DEPTH) -> int:

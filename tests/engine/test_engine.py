@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from fake_model import EOS, VOCAB, FakeRunner, greedy_reference
+from fake_model import VOCAB, FakeRunner, greedy_reference
 from structgen import fsm as F
 from structgen.constraints import Choice, Regex
 from structgen.engine.engine import Engine

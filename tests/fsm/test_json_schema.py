@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -106,16 +107,45 @@ def test_accept_reject(schema, good, bad):
         assert not dfa.matches(_text(v)), f"invalid text accepted: {_text(v)}"
 
 
-def test_default_whitespace_accepts_indent_two_at_depth_ten_and_is_bounded():
-    value = {"a": [1, {"b": None}]}  # 3 levels of nesting
+def _nested_value():
+    value = {"a": [1, {"b": None, "s": "x"}], "e": [], "o": {}}  # 3 levels of nesting
     for _ in range(4):
-        value = {"k": [value, 2]}  # +2 levels each: 11 in all
+        value = {"k": [value, 2.5], "n": "t"}  # +2 levels each: 11 in all
+    return value
+
+
+def _nested_schema(depth: int):
+    node = {"type": "object", "properties": {"a": {"type": "array"}, "e": {"type": "array"},
+                                             "o": {"type": "object"}}}
+    for _ in range(depth):
+        node = {"type": "object", "properties": {"k": {"type": "array", "prefixItems": [node, {"type": "number"}]},
+                                                 "n": {"type": "string"}}, "required": ["k"]}
+    return node
+
+
+@pytest.mark.parametrize("schema", [{}, _nested_schema(4)], ids=["any", "declared"])
+def test_default_whitespace_accepts_exactly_json_dumps_layouts(schema):
+    value = _nested_value()
+    dfa = compile_bytes(JsonSchema(schema))
+    for text in (json.dumps(value), json.dumps(value, separators=(",", ":")), json.dumps(value, indent=2)):
+        assert dfa.matches(text), text
+    mixed = re.sub(r",\n *", ", ", json.dumps(value, indent=2), count=3)  # layouts mix per position
+    assert dfa.matches(mixed)
+    compact = json.dumps(value, separators=(",", ":"))
+    for bad in (compact.replace(":", " :", 1), compact.replace(":", ":  ", 1), compact.replace(",", " ,", 1),
+                compact.replace(",", ",  ", 1), compact.replace("{", "{ ", 1), compact.replace("[", "[ ", 1),
+                compact.replace("]", " ]", 1), compact.replace(",", ",\t", 1), compact.replace(",", ",\r\n", 1),
+                compact.replace(",", ",\n ", 1), compact.replace(",", ",\n\n", 1), compact.replace("[]", "[\n]", 1),
+                " " + compact, compact + "\n"):
+        assert not dfa.matches(bad), bad
+
+
+def test_default_whitespace_indentation_is_even_and_bounded():
     dfa = compile_bytes(JsonSchema({}))
-    assert dfa.matches(json.dumps(value, indent=2))
-    assert dfa.matches(json.dumps(value))
-    assert dfa.matches('[1,' + " " * 40 + '2]')
-    assert not dfa.matches('[1,' + " " * 41 + '2]')
-    assert not dfa.matches('[1,\n\n2]')
+    assert dfa.matches("[1,\n" + " " * 40 + "2]")
+    assert not dfa.matches("[1,\n" + " " * 42 + "2]")
+    assert not dfa.matches("[1,\n" + " " * 3 + "2]")
+    assert not dfa.matches("[1," + " " * 2 + "2]")
 
 
 def test_compact_whitespace_allows_none():

@@ -9,6 +9,20 @@ from structgen.testing import assert_valid
 
 pytest_plugins = ["pytester"]
 
+
+def _plugin_args() -> tuple[str, ...]:
+    """``-p structgen.testing.plugin`` unless the ``pytest11`` entry point already loads it."""
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == "structgen.testing.plugin" for ep in entry_points(group="pytest11"))
+    return () if installed else ("-p", "structgen.testing.plugin")
+
+
+def test_plugin_is_registered_through_its_entry_point():
+    from importlib.metadata import entry_points
+
+    assert any(ep.value == "structgen.testing.plugin" for ep in entry_points(group="pytest11"))
+
 PROJECT = '''
 import pytest
 import structgen as sg
@@ -49,13 +63,13 @@ def tiny():
 @pytest.mark.slow
 def test_project_runs_with_plugin_fixtures(pytester):
     pytester.makepyfile(test_app=PROJECT)
-    result = pytester.runpytest_subprocess("-p", "structgen.testing.plugin", "--structgen-model", "tiny", "-q")
+    result = pytester.runpytest_subprocess(*_plugin_args(), "--structgen-model", "tiny", "-q")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*output does not validate as Person*", "*at $.name*", "*at $.age*"])
 
 
 def test_help_lists_option(pytester):
-    result = pytester.runpytest_inprocess("-p", "structgen.testing.plugin", "--help")
+    result = pytester.runpytest_inprocess(*_plugin_args(), "--help")
     result.stdout.fnmatch_lines(["*--structgen-model*"])
 
 
@@ -66,7 +80,7 @@ import pytest
 def test_x(structgen_runtime):
     pass
 ''')
-    result = pytester.runpytest_inprocess("-p", "structgen.testing.plugin", "-q")
+    result = pytester.runpytest_inprocess(*_plugin_args(), "-q")
     result.assert_outcomes(errors=1)
 
 
