@@ -67,7 +67,8 @@ class Builder:
         self._memo: dict[tuple, tuple] = {}
         self._wrappers: dict[tuple, dict] = {}
         self._keep: list = []  # nodes whose id keys a cache entry stay alive
-        self._ref_memo: dict[tuple[str, int], Result] = {}
+        self._ref_memo: dict[tuple[str, int, bool], Result] = {}
+        self.full_spellings = False  # enum/const strings: every U-spelling (True) or json.dumps's
 
     # ------------------------------------------------------------------ errors
     def drop(self, keyword: str, ptr: str, why: str) -> None:
@@ -87,7 +88,7 @@ class Builder:
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         if "$ref" in schema and (self.refs.draft <= 7 or all(k in ANNOTATIONS or k == "$ref" for k in schema)):
             return self.compile_ref(schema["$ref"], ptr + "/$ref")
-        key = (id(schema), self._depths_seen_by(schema))
+        key = (id(schema), self._depths_seen_by(schema), self.full_spellings)
         found = self._memo.get(key)
         if found is not None:
             return found[1]
@@ -101,6 +102,17 @@ class Builder:
         out = Result(self.pool.alt_of(r.expr for r in results), all(r.complete for r in results))
         self._memo[key] = (schema, out)  # holding ``schema`` keeps its id from being reused
         return out
+
+    def compile_full(self, schema: Any, ptr: str) -> Result:
+        """``compile`` with every U-spelling of enum/const strings, as complements need: by
+        default those strings are generated only as ``json.dumps`` prints them (raw or
+        ASCII-escaped), a language that is not complement-safe."""
+        saved = self.full_spellings
+        self.full_spellings = True
+        try:
+            return self.compile(schema, ptr)
+        finally:
+            self.full_spellings = saved
 
     def compile_all(self, schemas: list[tuple[Any, str]]) -> Result:
         """Result for the conjunction of ``schemas`` (merged like ``allOf``)."""
@@ -122,7 +134,7 @@ class Builder:
         depth = self._ref_depth.get(tptr, 0)
         if depth > self.max_depth or self._open_refs >= MAX_REF_NESTING:
             return Result(self.pool.nothing, False)
-        key = (tptr, depth)
+        key = (tptr, depth, self.full_spellings)
         found = self._ref_memo.get(key)
         if found is None:
             found = self._inside(tptr, depth, lambda: self.compile(target, tptr))

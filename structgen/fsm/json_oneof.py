@@ -27,7 +27,7 @@ def one_of(builder, alts: list, where: str):
 
     if len(alts) < 2:
         return None
-    results = [builder.compile(a, f"{where}/{i}") for i, a in enumerate(alts)]
+    results = [builder.compile_full(a, f"{where}/{i}") for i, a in enumerate(alts)]
     firsts = [_first_classes(builder.pool, r.expr) for r in results]
     discs = [_discriminators(builder, a) for a in alts]
     finite = [_finite_values(builder, a, 0) for a in alts]

@@ -8,7 +8,7 @@ and its JSON pointer; with ``strict=False`` it is dropped and one warning lists 
 ==========================  ==================================================================
 keyword                     semantics
 ==========================  ==================================================================
-type (string or list)       union of the listed types; ``integer`` = any integral number
+type (string or list)       union of the listed types; ``integer`` = a plain digit string (no ``1.0``, ``1e0``)
 nullable: true (OpenAPI)    adds ``null``
 enum, const                 any JSON values, compared as JSON (``1`` equals ``1.0``)
 properties, required        declared properties in schema order, then additional ones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .json_formats import FORMATS, MAX_HOSTNAME
@@ -59,7 +60,7 @@ def build_flat(b, m: Merged, ptr: str):
         extra.append(p.alt_of(c.expr for c in consts))
         complete &= all(c.complete for c in consts)
     for n, nptr in m.nots:
-        extra.append(b.negate(b.compile(n, nptr), "not", nptr))
+        extra.append(b.negate(b.compile_full(n, nptr), "not", nptr))
     for s, sptr in m.ifs:
         extra.append(_if_then_else(b, s, sptr))
     if extra:
@@ -79,7 +80,7 @@ def _if_then_else(b, s: dict, ptr: str) -> int:
     p = b.pool
     if "then" not in s and "else" not in s:
         return b.anyv
-    cond = b.compile(s["if"], ptr + "/if")
+    cond = b.compile_full(s["if"], ptr + "/if")
     then = b.compile(s.get("then", True), ptr + "/then").expr
     other = b.compile(s.get("else", True), ptr + "/else").expr
     unless = b.negate(cond, "if", ptr + "/if")
@@ -87,7 +88,10 @@ def _if_then_else(b, s: dict, ptr: str) -> int:
 
 
 def const_expr(b, v: Any):
-    """Every U-text of the JSON value ``v`` (objects: in the given key order)."""
+    """Texts of the JSON value ``v`` (objects: in the given key order). Strings (values and
+    keys, at any nesting) are spelled as ``json.dumps(s, ensure_ascii=False)`` or
+    ``json.dumps(s)`` print them, or in every U-spelling under ``b.full_spellings`` (only then
+    is the result complete)."""
     from .json_build import Result
 
     p, lex = b.pool, b.lex
@@ -98,14 +102,22 @@ def const_expr(b, v: Any):
     if isinstance(v, (int, float)):
         return Result(b.nums.const_number(to_decimal(v)), True)
     if isinstance(v, str):
-        return Result(lex.string_of(b.strs.lift(p.literal(v))), True)
+        return Result(_string_spellings(b, v), b.full_spellings)
     if isinstance(v, list):
         items = [const_expr(b, x) for x in v]
         body = p.join([r.expr for r in items], b.cont.comma)
         return Result(lex.array_of(body), all(r.complete for r in items))
     members = [(k, const_expr(b, x)) for k, x in v.items()]
-    body = p.join([lex.member(_key_any(b, k), r.expr) for k, r in members], b.cont.comma)
-    return Result(lex.object_of(body), len(members) <= 1 and all(r.complete for _, r in members))
+    body = p.join([lex.member(_string_spellings(b, k), r.expr) for k, r in members], b.cont.comma)
+    complete = b.full_spellings and len(members) <= 1 and all(r.complete for _, r in members)
+    return Result(lex.object_of(body), complete)
+
+
+def _string_spellings(b, s: str) -> int:
+    """The quoted spellings of ``s`` that ``const_expr`` accepts (see there)."""
+    if b.full_spellings:
+        return _key_any(b, s)
+    return b.pool.alt(b.pool.literal(json.dumps(s, ensure_ascii=False)), b.pool.literal(json.dumps(s)))
 
 
 def _key_any(b, key: str) -> int:
@@ -119,7 +131,12 @@ def _number(b, m: Merged, integer: bool):
 
     p = b.pool
     if not m.multiples:
-        return Result(b.nums.number(m.bounds, integer, digits_only=integer and b.refs.draft <= 4), True)
+        # integers are generated as plain digit strings (no `1.0` or `1e0`): a model cannot loop on
+        # `0.000...`, at the cost of rejecting those rare spellings that draft-06+ calls integers;
+        # complements (full_spellings) need every integral spelling to stay sound
+        partial = integer and b.refs.draft > 4 and not b.full_spellings
+        digits = integer and (b.refs.draft <= 4 or not b.full_spellings)
+        return Result(b.nums.number(m.bounds, integer, digits_only=digits), not partial)
     exprs = [b.nums.multiple_of(k, m.bounds, integer, ptr) for k, ptr in m.multiples]
     if integer and b.refs.draft <= 4:
         exprs.append(b.nums.number(m.bounds, True, digits_only=True))
@@ -185,7 +202,7 @@ def _array(b, m: Merged, ptr: str):
         b.drop("uniqueItems", m.unique[0], "uniqueItems is not supported for arrays that may hold several items")
     expr = b.cont.array(prefix_exprs, rest_expr, m.min_items, m.max_items)
     for schema, lo, hi, cptr in m.contains:
-        c = b.compile(schema, cptr)
+        c = b.compile(schema, cptr) if hi is None else b.compile_full(schema, cptr)
         if hi is None:
             expr = p.and_(expr, b.cont.contains(c.expr, None, lo, None))
         else:

@@ -8,6 +8,13 @@ pydantic's schemas use ``$defs``/``$ref`` for nested models, ``anyOf`` with ``nu
 ``Optional``, ``const``/``enum`` for ``Literal``/``Enum``, ``prefixItems`` for tuples; all of
 these compile exactly (``json_schema``). Properties are generated in field order, which is the
 order ``model_dump_json`` prints.
+
+Closed models: the object schema of every pydantic model whose config ``extra`` is not
+``"allow"`` (the default ``"ignore"`` included) gets ``"additionalProperties": false``, so only
+declared fields are generated (pydantic would drop or reject any other key, so no valid
+instance is lost). Root models and models whose schema is not a plain object are left as
+pydantic emits them; plain JSON Schema dicts keep the spec's meaning (absent
+``additionalProperties`` allows extra keys).
 """
 
 from __future__ import annotations
@@ -28,12 +35,30 @@ def _adapter(model_or_type: Any):
         raise ConstraintError(f"pydantic cannot build a schema for {model_or_type!r}: {e}") from None
 
 
+def _closed_models_generator():
+    """A ``GenerateJsonSchema`` subclass that closes the object schemas of models (see above)."""
+    from pydantic.json_schema import GenerateJsonSchema
+
+    class ClosedModels(GenerateJsonSchema):
+        def model_schema(self, schema):
+            out = super().model_schema(schema)
+            cls = schema["cls"]
+            closed = cls.model_config.get("extra") != "allow" and not getattr(cls, "__pydantic_root_model__", False)
+            if closed and out.get("type") == "object" and "additionalProperties" not in out:
+                out["additionalProperties"] = False
+            return out
+
+    return ClosedModels
+
+
 def schema_of(model_or_type: Any) -> dict:
-    """The JSON Schema of a pydantic model class, dataclass, TypedDict or other adaptable type."""
+    """The JSON Schema of a pydantic model class, dataclass, TypedDict or other adaptable type,
+    with model objects closed unless their config says ``extra="allow"``."""
     adapter = _adapter(model_or_type)
+    generator = _closed_models_generator()
     if adapter is None:
-        return model_or_type.model_json_schema()
-    return adapter.json_schema()
+        return model_or_type.model_json_schema(schema_generator=generator)
+    return adapter.json_schema(schema_generator=generator)
 
 
 def parse_result(model_or_type: Any, text: str | bytes) -> Any:

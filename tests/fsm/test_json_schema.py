@@ -27,12 +27,13 @@ class Raw:
 
 CASES = [
     # (schema, accepted values, rejected values)
-    ({"type": "integer"}, [0, -5, 10**30, 3.0, Raw("-0"), Raw("1e2"), Raw("1.5e1")], [1.5, "1", Raw("01"), Raw("1.")]),
+    ({"type": "integer"}, [0, -5, 10**30, Raw("-0")], [1.5, "1", Raw("01"), Raw("1."), 3.0, Raw("1e2"), Raw("1.5e1")]),
+    ({"not": {"type": "integer"}}, [1.5, "1"], [3, 3.0, Raw("1e2")]),  # complements stay sound
     ({"type": "number", "minimum": 0.1, "exclusiveMaximum": 10}, [0.1, Raw("0.10"), 9.99, 1e0, 1.5e-1], [0.0999, 10, 10.0, 1e-06, -1]),
     ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer"}, [5, -3], [5.0, Raw("1e2")]),
     ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "enum": [1, "a"]}, [1], [1.0]),
     ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "multipleOf": 5}, [10], [10.0]),
-    ({"type": "integer", "minimum": -5, "maximum": 123}, [-5, 0, 99, 123, Raw("123.0")], [-6, 124, 1000]),
+    ({"type": "integer", "minimum": -5, "maximum": 123}, [-5, 0, 99, 123], [-6, 124, 1000, Raw("123.0")]),
     ({"type": "number", "exclusiveMinimum": True, "minimum": 0, "$schema": "http://json-schema.org/draft-04/schema#"},
      [1e-06, 3], [0, -1, Raw("-0")]),
     ({"type": "integer", "multipleOf": 4}, [0, 8, 116, -12], [2, 10, 7]),
@@ -160,3 +161,26 @@ def test_recursion_beyond_depth_is_not_generated():
     dfa = compile_bytes(JsonSchema(schema, max_recursion_depth=2))
     assert dfa.matches("[[[]]]")
     assert not dfa.matches("[[[[[]]]]]")
+
+
+@pytest.mark.parametrize("schema", [{"enum": ["abc", "é/\n", 1]}, {"const": {"k": ["abc", {"é/\n": "é/\n"}]}}],
+                         ids=["enum", "nested-const"])
+def test_enum_and_const_strings_only_in_json_dumps_spellings(schema):
+    dfa = compile_bytes(JsonSchema(schema))
+    values = schema["enum"] if "enum" in schema else [schema["const"]]
+    for v in values:
+        assert dfa.matches(json.dumps(v, ensure_ascii=False)) and dfa.matches(json.dumps(v))
+    texts = [json.dumps(v) for v in values]
+    respelled = [("abc", "\\u0061bc"), ("\\n", "\\u000a"), ("/", "\\/"), ("\\u00e9", "\\u00E9"), ('"k"', '"\\u006b"')]
+    bad = [t.replace(a, b, 1) for t in texts for a, b in respelled if a in t]
+    assert len(bad) >= 4
+    for t in bad:  # other escapes of the same values (keys included) are not generated
+        assert not dfa.matches(t), t
+
+
+def test_negated_enum_still_rejects_every_spelling():
+    dfa = compile_bytes(JsonSchema({"not": {"enum": ["abc"]}}))
+    assert not dfa.matches('"abc"') and not dfa.matches('"\\u0061bc"')
+    assert dfa.matches('"abd"')
+    one = compile_bytes(JsonSchema({"oneOf": [{"enum": ["abc", "x"]}, {"type": "string", "maxLength": 3}]}))
+    assert one.matches('"abcd"') and not one.matches('"\\u0061bc"') and not one.matches('"abc"')

@@ -10,10 +10,10 @@ import uuid
 from typing import Literal
 
 import pytest
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from structgen.constraints import PydanticModel
+from structgen.constraints import JsonSchema, PydanticModel
 from structgen.fsm import compile_bytes
 from structgen.fsm.pydantic import parse_result, schema_of
 
@@ -95,3 +95,18 @@ def test_schema_of_uses_pydantic_schema():
     assert schema["$defs"]["Person"]["required"][:2] == ["name", "age"]
     assert "Address" in schema["$defs"]
     assert schema_of(Point)["properties"]["x"] == {"title": "X", "type": "integer"}
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    inner: Address
+
+
+def test_models_are_closed_unless_extra_allow():
+    dfa = compile_bytes(PydanticModel(_Open))
+    assert dfa.matches('{"inner": {"city": "x"}}')
+    assert dfa.matches('{"inner": {"city": "x"}, "more": 1}')  # extra="allow": open
+    assert not dfa.matches('{"inner": {"city": "x", "more": 1}}')  # default extra="ignore": closed
+    assert schema_of(list[Address])["$defs"]["Address"]["additionalProperties"] is False
+    plain = {"type": "object", "properties": {"city": {"type": "string"}}}  # plain schemas keep spec semantics
+    assert compile_bytes(JsonSchema(plain)).matches('{"city": "x", "more": 1}')
