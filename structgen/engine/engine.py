@@ -15,6 +15,8 @@ their K/V recomputed in the next step.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,7 @@ class EngineStats:
     forced_tokens: int = 0
     forward_tokens: int = 0
     steps: int = 0
+    step_seconds: float = 0.0  # wall time of every step that ran a batch, summed
 
 
 class Engine:
@@ -61,6 +64,7 @@ class Engine:
         self._live: dict[int, Sequence] = {}
         self._done: list[Sequence] = []
         self._pool_exec: ThreadPoolExecutor | None = None
+        self._recent_steps: deque[float] = deque(maxlen=1024)  # seconds, for step-time quantiles
 
     # ---- the three verbs ---------------------------------------------------------------------
     def add_request(self, prompt_ids: list[int], params: SamplingParams, fsm: Any = None, *,
@@ -94,6 +98,7 @@ class Engine:
         if not chunks:
             return out
         self.counters.steps += 1
+        started = time.perf_counter()
         batch, sample_chunks, score_rows = self._build_batch(chunks)
         warm = self._warm_masks([c.seq for c in sample_chunks if c.seq.fsm is not None])
         try:
@@ -113,6 +118,9 @@ class Engine:
             s = c.seq
             if s.finish_reason is None and s.params.max_tokens == 0 and s.num_computed == len(s.tokens):
                 self._finish(s, "length")
+        elapsed = time.perf_counter() - started
+        self.counters.step_seconds += elapsed
+        self._recent_steps.append(elapsed)
         return out + [s for s in sampled if not s.finished] + self._take_done()
 
     def has_unfinished(self) -> bool:
@@ -143,10 +151,13 @@ class Engine:
         self._live.clear()
         return seqs
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
+        """Counters since start (ints), plus ``step_time_s``: ``count``/``sum`` over every step
+        and ``p50``/``p90``/``p99`` over the last 1,024 steps, in seconds."""
         c = self.counters
         radix = self.scheduler.radix
         return {
+            "step_time_s": self._step_time_summary(),
             "requests": c.requests, "finished": c.finished, "prompt_tokens": c.prompt_tokens,
             "cached_prompt_tokens": c.cached_prompt_tokens, "generated_tokens": c.generated_tokens,
             "forced_tokens": c.forced_tokens, "preemptions": self.scheduler.preemptions,
@@ -154,6 +165,13 @@ class Engine:
             "waiting": len(self.scheduler.waiting), "kv_slots_total": self.pool.num_slots,
             "kv_slots_free": self.pool.num_free, "radix_cached_tokens": radix.total_size if radix else 0,
         }
+
+    def _step_time_summary(self) -> dict[str, float]:
+        out = {"count": self.counters.steps, "sum": self.counters.step_seconds}
+        if self._recent_steps:
+            q = np.quantile(np.fromiter(self._recent_steps, dtype=np.float64), [0.5, 0.9, 0.99])
+            out.update(p50=float(q[0]), p90=float(q[1]), p99=float(q[2]))
+        return out
 
     # ---- one step, in pieces -------------------------------------------------------------------
     def _build_batch(self, chunks: list[Chunk]):

@@ -169,6 +169,9 @@ def test_runtime_generate_stream_and_stats(rt):
     assert "".join(h.stream()) == h.result().text
     st = rt.stats()
     assert st["prompt_tokens"] == 3 + 3 + 5 + 6 and st["generated_tokens"] == 26
+    step_time = st["step_time_s"]
+    assert step_time["count"] == st["steps"] > 0
+    assert step_time["sum"] > 0 and 0 < step_time["p50"] <= step_time["p99"] <= step_time["sum"]
 
 
 def test_runtime_cancel_aborts(rt):
