@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .radix import common_prefix_len
 from .request import Sequence
 
 # Generated tokens re-tokenised together with the forced bytes.
@@ -37,7 +38,7 @@ def plan_jump(seq: Sequence, tokenizer: Any) -> JumpPlan | None:
     if found is None:
         return None
     start, new, states = found
-    common = _common_prefix(seq.tokens[start:], new)
+    common = common_prefix_len(seq.tokens[start:], new)
     keep = start + common
     tail = new[common:]
     if keep + len(tail) > seq.prompt_len + seq.params.max_tokens:
@@ -93,11 +94,3 @@ def valid_utf8_prefix(data: bytes) -> str:
         except UnicodeDecodeError:
             continue
     return ""
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

@@ -64,7 +64,8 @@ class MatchResult(NamedTuple):
     length: int
 
 
-def _common_len(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+def common_prefix_len(a: list[int] | tuple[int, ...], b: list[int] | tuple[int, ...]) -> int:
+    """Length of the longest common prefix of two token sequences."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -106,7 +107,7 @@ class RadixCache:
         node.last_access = stamp
         while pos < len(key) and key[pos] in node.children:
             child = node.children[key[pos]]
-            n = _common_len(child.key, key[pos:])
+            n = common_prefix_len(child.key, key[pos:])
             if n < len(child.key):
                 child = self._split(child, n)
             child.last_access = stamp
@@ -132,7 +133,7 @@ class RadixCache:
                 node.children[key[pos]] = leaf
                 self._total += len(leaf.key)
                 return pos
-            n = _common_len(child.key, key[pos:])
+            n = common_prefix_len(child.key, key[pos:])
             if n < len(child.key):
                 child = self._split(child, n)
             child.last_access = stamp

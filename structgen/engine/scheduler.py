@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..errors import OutOfSlots, RequestError
-from .radix import RadixCache
+from .radix import RadixCache, common_prefix_len
 from .request import Sequence, Status
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class Scheduler:
             return False
         cached = self.radix.match_prefix(self._match_key(seq)).length
         for other in prefilling:
-            shared = _common_prefix(seq.tokens, other.tokens)
+            shared = common_prefix_len(seq.tokens, other.tokens)
             if shared - cached >= SHARED_PREFIX_DEFER:
                 return True
         return False
@@ -280,11 +280,3 @@ class Scheduler:
         if seq.prefix_node is not None:
             self.radix.unlock(seq.prefix_node)
         seq.prefix_node, seq.prefix_len, seq.kv_slots, seq.num_computed = None, 0, None, 0
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
