@@ -12,6 +12,7 @@ and compile a missing entry once. A corrupt or unreadable entry is logged and re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,10 +32,20 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = "structgen-fsm-v1"
 
 
+@functools.cache
+def compiler_fingerprint() -> str:
+    """Hash of the compiler's own source (every ``structgen/fsm/*.py``): a cached automaton built
+    by another version of the compiler, whose language may differ, is never reused."""
+    h = hashlib.sha256(FORMAT_VERSION.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:24]
+
+
 def cache_key(constraint: Any, vocab: Any, options: dict[str, Any]) -> str:
     """Stable hex key of a compiled constraint for a vocabulary under ``options``."""
     c = as_constraint(constraint)
-    text = json.dumps([FORMAT_VERSION, c.key(), sorted(options.items()), vocab.fingerprint], default=str)
+    text = json.dumps([compiler_fingerprint(), c.key(), sorted(options.items()), vocab.fingerprint], default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

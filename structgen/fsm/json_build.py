@@ -5,7 +5,10 @@
 accepts. Objects whose members can come in more than one order are the incomplete case (only
 the schema order is generated), as are ``multipleOf`` (plain notation only) and recursion cut
 off at the depth limit. ``not``, ``if`` and overlapping ``oneOf`` complement languages, which is
-only exact for complete ones; otherwise they raise ``SchemaError``.
+only exact for complete ones; otherwise they raise ``SchemaError``. By default ``enum``/``const``
+strings are generated only in ``json.dumps``'s spellings and integers as plain digits (both
+incomplete); whatever is complemented is compiled with ``full_spellings`` (``compile_full``),
+where they accept every U-spelling, so complements exclude every spelling of what they negate.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ keyword                     semantics
 type (string or list)       union of the listed types; ``integer`` = a plain digit string (no ``1.0``, ``1e0``)
 nullable: true (OpenAPI)    adds ``null``
 enum, const                 any JSON values, compared as JSON (``1`` equals ``1.0``)
+                            strings spelled only as ``json.dumps`` prints them (raw or
+                            ASCII-escaped); complements still exclude every spelling
 properties, required        declared properties in schema order, then additional ones
 additionalProperties        true / false / schema; keys other than the declared ones
 patternProperties           ECMA patterns on keys (overlapping patterns: value meets all)
