@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--skip-hf", action="store_true", help="skip the Hugging Face baseline")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best of each is reported")
     ap.add_argument("--skip-prefix", action="store_true", help="skip the shared-prefix workload")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="structgen's weight/activation dtype (Hugging Face always runs its default, float32)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,9 +127,9 @@ def main() -> None:
     from structgen.engine.runtime import Runtime
 
     gguf = assets.default_model_file()
-    print(f"model: {assets.DEFAULT_MODEL_NAME} ({gguf.name}, float32), CPU: {platform.processor() or platform.machine()}, "
+    print(f"model: {assets.DEFAULT_MODEL_NAME} ({gguf.name}; structgen {args.dtype}, Hugging Face float32), CPU: {platform.processor() or platform.machine()}, "
           f"torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
-    rt = Runtime(device="cpu", max_batch_size=64)
+    rt = Runtime(device="cpu", max_batch_size=64, dtype=args.dtype)
     hf = None
     if not args.skip_hf:
         from transformers import AutoModelForCausalLM
