@@ -88,13 +88,13 @@ def test_gen_json_schema_dict_gives_valid_json(real_rt):
     import jsonschema
 
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
-                                               "population": {"type": "integer"}},
+                                               "population": {"type": "integer", "minimum": 0, "maximum": 50000000}},
               "required": ["name", "population"], "additionalProperties": False}
 
     @sg.function
     def f(s):
         s += sg.user("Give a city as JSON with its name and population.")
-        s += sg.assistant(sg.gen("city", schema=schema, max_tokens=48))
+        s += sg.assistant(sg.gen("city", schema=schema, max_tokens=64))
 
     city = f.run(runtime=real_rt)["city"]
     jsonschema.validate(city, schema)
