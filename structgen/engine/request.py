@@ -8,6 +8,7 @@ A ``GenerateRequest`` is plain data a user builds; ``SamplingParams.validate`` r
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import math
@@ -107,11 +108,8 @@ class GenerateRequest:
 
     def sampling(self) -> SamplingParams:
         """The validated sampling options of this request (raises ``RequestError``)."""
-        return SamplingParams(
-            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-            min_p=self.min_p, seed=self.seed, stop=_stop_tuple(self.stop), ignore_eos=self.ignore_eos,
-            logprobs=self.logprobs,
-        ).validate()
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingParams)}
+        return SamplingParams(**{**options, "stop": _stop_tuple(self.stop)}).validate()
 
 
 def _stop_tuple(stop: Any) -> tuple[str, ...]:

@@ -69,7 +69,9 @@ def kernel_module(name: str) -> ModuleType:
 
     The module is executed once per interpreter mode (``TRITON_INTERPRET``), since ``triton.jit``
     fixes at decoration time whether a kernel is interpreted; a process that flips the variable
-    (a test suite) gets kernels of the mode in force at call time.
+    gets kernels of the mode in force at call time. Triton's own library functions (``tl.max``,
+    ``tl.sum``...) are fixed when triton is first imported, so interpreting needs
+    ``TRITON_INTERPRET=1`` set before that import; otherwise ``KernelInputError`` says so.
     """
     return _load_kernel_module(name, interpret_mode())
 
@@ -77,6 +79,7 @@ def kernel_module(name: str) -> ModuleType:
 @functools.cache
 def _load_kernel_module(name: str, interpret: bool) -> ModuleType:
     if interpret:
+        _check_library_interpreted()
         _fix_interpreter_scalar_index()
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
@@ -84,6 +87,19 @@ def _load_kernel_module(name: str, interpret: bool) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _check_library_interpreted() -> None:
+    """Raise ``KernelInputError`` when triton was imported before ``TRITON_INTERPRET=1`` was set:
+    its library functions are then compiled-mode objects that interpreted kernels cannot call."""
+    import triton.language.standard as standard
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if not isinstance(standard.max, InterpretedFunction):
+        raise KernelInputError(
+            "TRITON_INTERPRET=1 was set after triton was imported; set it before the first "
+            "`import triton` (e.g. at the top of conftest.py or in the environment)"
+        )
 
 
 def _fix_interpreter_scalar_index() -> None:

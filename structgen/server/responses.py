@@ -94,28 +94,25 @@ def completion_response(rid: str, model: str, results: Sequence[Any], n: int, ec
     }
 
 
-def chat_chunk(rid: str, model: str, created: int, index: int, delta: dict[str, Any],
-               finish_reason: Optional[str] = None, logprobs: Any = None, with_usage: bool = False) -> dict[str, Any]:
-    """One ``chat.completion.chunk`` carrying ``delta`` for choice ``index``."""
-    chunk = {
-        "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-        "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
-    }
+def _chunk(rid: str, obj: str, model: str, created: int, choice: dict[str, Any], with_usage: bool) -> dict[str, Any]:
+    chunk = {"id": rid, "object": obj, "created": created, "model": model, "choices": [choice]}
     if with_usage:
         chunk["usage"] = None
     return chunk
+
+
+def chat_chunk(rid: str, model: str, created: int, index: int, delta: dict[str, Any],
+               finish_reason: Optional[str] = None, logprobs: Any = None, with_usage: bool = False) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` carrying ``delta`` for choice ``index``."""
+    choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+    return _chunk(rid, "chat.completion.chunk", model, created, choice, with_usage)
 
 
 def completion_chunk(rid: str, model: str, created: int, index: int, text: str,
                      finish_reason: Optional[str] = None, logprobs: Any = None, with_usage: bool = False) -> dict[str, Any]:
     """One streamed ``text_completion`` chunk for choice ``index``."""
-    chunk = {
-        "id": rid, "object": "text_completion", "created": created, "model": model,
-        "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}],
-    }
-    if with_usage:
-        chunk["usage"] = None
-    return chunk
+    choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+    return _chunk(rid, "text_completion", model, created, choice, with_usage)
 
 
 def usage_chunk(rid: str, model: str, created: int, obj: str, usage: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Fixtures for kernel tests: Triton runs natively on a GPU, through its interpreter on the CPU.
 
 The interpreter is switched on per test with ``TRITON_INTERPRET=1`` (monkeypatched, so nothing
-leaks into other tests). This works whatever imported triton earlier, because structgen loads
-its kernel modules once per interpreter mode at call time (``kernels._backend.kernel_module``).
+leaks into other tests); structgen loads its kernel modules once per interpreter mode at call
+time (``kernels._backend.kernel_module``). Triton's library functions are fixed when triton is
+first imported, so the root ``tests/conftest.py`` sets ``TRITON_INTERPRET=1`` on machines
+without CUDA before anything imports triton.
 """
 
 from __future__ import annotations

@@ -35,3 +35,23 @@ def test_kernels_follow_the_interpreter_switch_even_after_triton_was_imported(mo
     interpreted = kernel_module("structgen.kernels._triton_fsm")
     assert isinstance(interpreted.advance, InterpretedFunction)
     assert kernel_module("structgen.kernels._triton_fsm") is interpreted  # built once per mode
+
+
+def test_interpreting_after_a_compiled_mode_import_is_a_clear_error():
+    """A process that imported triton before setting TRITON_INTERPRET=1 gets an error that says the fix."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, triton, torch\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "from structgen.kernels.mask import apply_token_bitmask_\n"
+        "from structgen.errors import KernelInputError\n"
+        "try:\n"
+        "    apply_token_bitmask_(torch.zeros(1, 32), torch.zeros(1, 1, dtype=torch.int32), backend='triton')\n"
+        "except KernelInputError as e:\n"
+        "    print('clear:', 'before the first' in str(e))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "clear: True" in out.stdout, out.stderr[-2000:]
