@@ -4,7 +4,9 @@
 
 1. Decode throughput, structgen vs Hugging Face ``generate()`` on the same weights (the
    transformers model is loaded from the same GGUF file), batch 1 and 8, fixed output length
-   (``ignore_eos`` / ``min_new_tokens``), greedy.
+   (``ignore_eos`` / ``min_new_tokens``), greedy. structgen runs its default (bfloat16, with the
+   GGUF's 4-bit projection weights kept 4-bit, on CPUs with native bfloat16) and float32; Hugging
+   Face runs float32 (its default for a GGUF file) and bfloat16. Ratios are the default's.
 2. Constrained vs unconstrained, same output lengths (``ignore_eos``; on constrained rows it
    masks EOS out), batch 8: a one-state regex (steady-state masking cost) and a counting regex
    that visits a new automaton state every token (first-visit expansion cost included).
@@ -18,6 +20,7 @@ prefix tokens from the cache and >= 3x faster with the cache.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -111,6 +114,14 @@ def table(title, header, rows):
         print(line(r))
 
 
+def weights_label(rt) -> str:
+    """``bfloat16 + int4`` / ``bfloat16`` / ``float32``: how a runtime's model computes."""
+    from structgen.engine.models.quant import Int4Weight
+
+    dt = str(rt.runner.dtype).removeprefix("torch.")
+    return dt + (" + int4 weights" if isinstance(rt.runner.model.weights.layers[0].w_qkv, Int4Weight) else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=64, help="generated tokens per request")
@@ -118,8 +129,10 @@ def main() -> None:
     ap.add_argument("--skip-hf", action="store_true", help="skip the Hugging Face baseline")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best of each is reported")
     ap.add_argument("--skip-prefix", action="store_true", help="skip the shared-prefix workload")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                    help="structgen's weight/activation dtype (Hugging Face always runs its default, float32)")
+    ap.add_argument("--dtypes", default="auto,float32",
+                    help="structgen dtypes to run (auto = the default: bfloat16 with 4-bit weights on CPUs "
+                         "with native bfloat16, else float32)")
+    ap.add_argument("--hf-dtypes", default="float32,bfloat16", help="Hugging Face dtypes to run")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,32 +140,44 @@ def main() -> None:
     from structgen.engine.runtime import Runtime
 
     gguf = assets.default_model_file()
-    print(f"model: {assets.DEFAULT_MODEL_NAME} ({gguf.name}; structgen {args.dtype}, Hugging Face float32), CPU: {platform.processor() or platform.machine()}, "
-          f"torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
-    rt = Runtime(device="cpu", max_batch_size=64, dtype=args.dtype)
-    hf = None
+    print(f"model: {assets.DEFAULT_MODEL_NAME} ({gguf.name}), CPU: {platform.processor() or platform.machine()}, "
+          f"torch threads: {torch.get_num_threads()}, torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    engines = {}  # label -> (throughput fn, model)
+    for dt in args.dtypes.split(","):
+        rt = Runtime(device="cpu", max_batch_size=64, dtype=None if dt == "auto" else dt)
+        engines[f"structgen ({'default: ' if dt == 'auto' else ''}{weights_label(rt)})"] = (structgen_throughput, rt)
+    default_rt = next(iter(engines.values()))[1]
     if not args.skip_hf:
         from transformers import AutoModelForCausalLM
 
-        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+        for dt in args.hf_dtypes.split(","):
+            hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            hf = hf.to(getattr(torch, dt)).eval()
+            engines[f"HF generate ({dt})"] = (lambda m, p, n: hf_throughput(m, default_rt.tokenizer, p, n), hf)
     # Interleaved rounds, best of each: the CPU may be shared, so compare under the same load.
     best: dict[tuple[str, int], tuple[float, int, float]] = {}
     for _ in range(args.rounds):
         for b in (1, 8):
-            runs = {("structgen", b): (structgen_throughput, rt)}
-            if hf is not None:
-                runs[("HF generate", b)] = (lambda m, p, n: hf_throughput(m, rt.tokenizer, p, n), hf)
-            for key, (fn, model) in runs.items():
+            for name, (fn, model) in engines.items():
                 res = fn(model, PROMPTS[:b], args.tokens)
-                if key not in best or res[0] > best[key][0]:
-                    best[key] = res
+                if (name, b) not in best or res[0] > best[(name, b)][0]:
+                    best[(name, b)] = res
+    names = list(engines)
     rows = []
-    for (name, b), (tps, n, dt) in sorted(best.items(), key=lambda kv: (kv[0][0] != "structgen", kv[0][1])):
-        ratio = f"structgen {best[('structgen', b)][0] / tps:.2f}x" if name != "structgen" else ""
-        rows.append([name, b, n, f"{dt:.2f}", f"{tps:.1f}", ratio])
-    del hf
-    table(f"1. decode throughput, greedy, {args.tokens} new tokens per request (best of {args.rounds} interleaved rounds)",
-          ["engine", "batch", "tokens", "s", "tok/s", "ratio"], rows)
+    for b in (1, 8):
+        for name in names:
+            tps, n, dt = best[(name, b)]
+            ratio = f"{best[(names[0], b)][0] / tps:.2f}x" if name != names[0] else ""
+            rows.append([name, b, n, f"{dt:.2f}", f"{tps:.1f}", ratio])
+    table(f"1. decode throughput, greedy, {args.tokens} new tokens per request (best of {args.rounds} interleaved "
+          f"rounds, load average now {os.getloadavg()[0]:.1f})",
+          ["engine", "batch", "tokens", "s", "tok/s", f"{names[0].split(' (')[0]} default is"], rows)
+    for name, (_, model) in list(engines.items())[1:]:
+        if isinstance(model, Runtime):
+            model.shutdown()
+    engines.clear()
+    rt = default_rt
 
     work = {"free text": None, "regex [ -~]* (one FSM state: steady-state mask cost)": Regex(r"[ -~]*"),
             "regex [ -~]{4000} (a new FSM state every token)": Regex(r"[ -~]{4000}")}

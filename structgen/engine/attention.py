@@ -178,8 +178,9 @@ def _group_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     k = k_cache.index_select(0, g.gather).view(g.batch, g.max_len, kv, dim).transpose(1, 2)  # [B, KV, L, D]
     v = v_cache.index_select(0, g.gather).view(g.batch, g.max_len, kv, dim).transpose(1, 2)  # [B, KV, L, D]
     qb = q.view(g.batch, g.n_max, heads, dim).transpose(1, 2)  # [B, H, N, D]
+    qb, k, v = _cpu_float32(qb, k, v)
     o = F.scaled_dot_product_attention(qb, k, v, attn_mask=g.mask, scale=scale, enable_gqa=kv != heads)
-    return o.transpose(1, 2).reshape(g.batch * g.n_max, heads, dim)  # [B*N, H, D]
+    return o.transpose(1, 2).reshape(g.batch * g.n_max, heads, dim).to(q.dtype)  # [B*N, H, D]
 
 
 def _prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, p: PrefillSeq, scale: float):
@@ -187,8 +188,16 @@ def _prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Te
     v = v_cache.index_select(0, p.slots).transpose(0, 1)  # [KV, L, D]
     qh = q.transpose(0, 1)  # [H, n, D]
     gqa = k.shape[0] != qh.shape[0]
+    qh, k, v = _cpu_float32(qh, k, v)
     if p.mask is None:
         o = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
     else:
         o = F.scaled_dot_product_attention(qh, k, v, attn_mask=p.mask, scale=scale, enable_gqa=gqa)
-    return o.transpose(0, 1)  # [n, H, D]
+    return o.transpose(0, 1).to(q.dtype)  # [n, H, D]
+
+
+def _cpu_float32(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """On the CPU, bf16/fp16 attention inputs as float32: CPU SDPA is faster in float32 there."""
+    if xs[0].device.type == "cpu" and xs[0].dtype != torch.float32:
+        return tuple(x.float() for x in xs)
+    return xs

@@ -31,6 +31,7 @@ from ..errors import ModelLoadError
 from .model_runner import ModelRunner
 from .models.config import ModelConfig
 from .models.decoder import DecoderModel
+from .models.quant import Int4Weight, int4_supported
 from .models.weights import build_weights
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,16 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     tokenizer=None,
     tp_size: int = 1,
+    quantization: str = "auto",
 ) -> ModelRunner:
     """Load a model for ``ModelRunner.forward``.
 
     ``device="auto"`` picks CUDA when available, else the CPU. ``dtype=None`` (or ``"auto"``) means
-    float32 on the CPU and bfloat16 on CUDA. ``tokenizer`` overrides the tokenizer found with the
+    bfloat16 on CUDA and on CPUs that compute bfloat16 natively (AVX512-BF16 / AMX), else float32.
+    ``quantization``: ``"auto"`` keeps projection weights that are exactly 4-bit group-quantised
+    (a GGUF ``Q4_1`` file, such as the default model) 4-bit when running bfloat16 on the CPU
+    (``models/quant.py``; a decode step then reads a quarter of the bytes); ``"none"`` always
+    dequantises; ``"int4"`` requires the 4-bit path (``ModelLoadError`` when it cannot be used). ``tokenizer`` overrides the tokenizer found with the
     model; when neither exists ``runner.tokenizer`` is None (a warning is logged).
     ``tp_size > 1`` shards the model over that many ranks of ``torch.distributed`` (one process
     per rank, e.g. under ``torchrun``; see ``parallel.py``); on CUDA rank ``r`` uses ``cuda:r``
@@ -64,6 +70,7 @@ def load_model(
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    int4 = _want_int4(quantization, dev, dt, tp_size)
     if tp_size > 1:
         from .parallel import init_tensor_parallel, shard_runner
 
@@ -71,21 +78,23 @@ def load_model(
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
             torch.cuda.set_device(dev)
-        full = load_model(model_path, device=dev, dtype=dt, tokenizer=tokenizer)
+        full = load_model(model_path, device=dev, dtype=dt, tokenizer=tokenizer, quantization="none")
         return shard_runner(full, rank, tp_size)
     if tp_size < 1:
         raise ModelLoadError(f"tp_size must be >= 1, got {tp_size}")
     if model_path is None:
         folder = _convert_gguf(assets.default_model_file(), f"{assets.DEFAULT_MODEL_NAME}-converted")
         tok = tokenizer if tokenizer is not None else assets.load_default_tokenizer()
-        return load_folder(folder, dev, dt, tok, name=assets.DEFAULT_MODEL_NAME)
+        return _checked(load_folder(folder, dev, dt, tok, name=assets.DEFAULT_MODEL_NAME, int4=int4), quantization)
     path = Path(model_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return load_folder(_convert_gguf(path, _gguf_cache_name(path)), dev, dt, tokenizer, name=path.stem)
+        runner = load_folder(_convert_gguf(path, _gguf_cache_name(path)), dev, dt, tokenizer, name=path.stem, int4=int4)
+        return _checked(runner, quantization)
     if path.is_dir():
-        return load_folder(path, dev, dt, tokenizer, name=path.name)
+        return _checked(load_folder(path, dev, dt, tokenizer, name=path.name, int4=int4), quantization)
     if not path.exists() and _HUB_ID.match(str(model_path)):
-        return load_folder(_snapshot(str(model_path)), dev, dt, tokenizer, name=str(model_path))
+        runner = load_folder(_snapshot(str(model_path)), dev, dt, tokenizer, name=str(model_path), int4=int4)
+        return _checked(runner, quantization)
     raise ModelLoadError(
         f"{model_path!s} is neither a folder with config.json + *.safetensors, a .gguf file, "
         "nor a hub id like 'org/name'"
@@ -106,9 +115,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None``/``"auto"`` → float32 on the CPU, bfloat16 on CUDA; names like ``"bf16"`` accepted."""
+    """``None``/``"auto"`` → bfloat16 on CUDA and on CPUs with native bfloat16 arithmetic, else
+    float32; names like ``"bf16"`` accepted."""
     if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" or cpu_native_bf16() else torch.float32
     if isinstance(dtype, torch.dtype):
         chosen = dtype
     elif str(dtype).lower().removeprefix("torch.") in _DTYPES:
@@ -118,6 +128,40 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if chosen not in (torch.float32, torch.bfloat16, torch.float16):
         raise ModelLoadError(f"dtype {chosen} is not supported; use float32, bfloat16 or float16")
     return chosen
+
+
+def cpu_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 matmuls natively (oneDNN: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+QUANTIZATIONS = ("auto", "none", "int4")
+
+
+def _want_int4(quantization: str, device: torch.device, dtype: torch.dtype, tp_size: int) -> bool:
+    """Whether to try 4-bit projections (see ``load_model``); ``ModelLoadError`` for a bad request."""
+    if quantization not in QUANTIZATIONS:
+        raise ModelLoadError(f"unknown quantization {quantization!r}; use one of {', '.join(QUANTIZATIONS)}")
+    usable = device.type == "cpu" and dtype == torch.bfloat16 and tp_size == 1 and int4_supported()
+    if quantization == "int4" and not usable:
+        raise ModelLoadError(
+            "quantization='int4' needs device='cpu', dtype='bfloat16', tp_size=1 and a CPU/PyTorch with the "
+            "int4 kernel and native bfloat16; use quantization='auto' or 'none'"
+        )
+    return quantization != "none" and usable
+
+
+def _checked(runner: ModelRunner, quantization: str) -> ModelRunner:
+    """``runner``, after checking that ``quantization="int4"`` really packed the weights."""
+    if quantization == "int4" and not isinstance(runner.model.weights.layers[0].w_qkv, Int4Weight):
+        raise ModelLoadError(
+            f"{runner.name}: quantization='int4' but the weights are not 4-bit group-quantised "
+            "(only dequantised GGUF Q4_1 checkpoints are); use quantization='auto' or 'none'"
+        )
+    return runner
 
 
 def read_config(folder: Path) -> ModelConfig:
@@ -139,8 +183,10 @@ def read_config(folder: Path) -> ModelConfig:
     return config
 
 
-def load_folder(folder: Path, device: torch.device, dtype: torch.dtype, tokenizer=None, name: str = "") -> ModelRunner:
-    """Build a ``ModelRunner`` from ``config.json`` + ``*.safetensors`` in ``folder``."""
+def load_folder(folder: Path, device: torch.device, dtype: torch.dtype, tokenizer=None, name: str = "",
+                int4: bool = False) -> ModelRunner:
+    """Build a ``ModelRunner`` from ``config.json`` + ``*.safetensors`` in ``folder`` (``int4``: see
+    ``build_weights``)."""
     from safetensors import safe_open
 
     config = read_config(folder)
@@ -150,7 +196,7 @@ def load_folder(folder: Path, device: torch.device, dtype: torch.dtype, tokenize
     log.info("loading %s (%s, %d file(s)) on %s as %s", name or folder, config.architecture, len(files), device, dtype)
     handles = [safe_open(str(f), framework="pt", device="cpu") for f in files]
     where = {key: h for h in handles for key in h.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    weights = build_weights(config, lambda key: where[key].get_tensor(key), set(where), device, dtype)
+    weights = build_weights(config, lambda key: where[key].get_tensor(key), set(where), device, dtype, int4=int4)
     if tokenizer is None:
         tokenizer = _folder_tokenizer(folder)
     return ModelRunner(config, DecoderModel(config, weights, device, dtype), tokenizer, name=name)

@@ -9,7 +9,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from structgen.engine.loader import load_model, resolve_dtype
+from structgen.engine.loader import cpu_native_bf16, load_model, resolve_dtype
 from structgen.engine.model_runner import ForwardBatch
 from structgen.errors import InvalidBatchError, ModelLoadError, UnsupportedModelError
 
@@ -32,7 +32,7 @@ def test_folder_loads_with_config_fields(tiny_folder):
     assert c.architecture == "LlamaForCausalLM"
     assert (c.vocab_size, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim) == (96, 32, 2, 4, 2, 8)
     assert c.eos_token_ids[:2] == (3, 5)  # generation_config.json may add more
-    assert runner.device == torch.device("cpu") and runner.dtype == torch.float32
+    assert runner.device == torch.device("cpu") and runner.dtype == resolve_dtype(None, torch.device("cpu"))
     assert runner.tokenizer is None  # the folder has no tokenizer files
 
 
@@ -45,7 +45,8 @@ def test_generation_config_eos_ids_are_added(tiny_folder, tmp_path):
 
 def test_dtype_names_and_defaults():
     cpu = torch.device("cpu")
-    assert resolve_dtype(None, cpu) == torch.float32
+    assert resolve_dtype(None, cpu) == (torch.bfloat16 if cpu_native_bf16() else torch.float32)
+    assert resolve_dtype("auto", cpu) == resolve_dtype(None, cpu)
     assert resolve_dtype("bf16", cpu) == torch.bfloat16
     assert resolve_dtype(torch.float16, cpu) == torch.float16
     with pytest.raises(ModelLoadError):

@@ -241,6 +241,22 @@ def test_default_model_greedy_20_tokens_match_generate(smollm2):
     assert ours[0] == ref[0, len(prompt) :].tolist()
 
 
+@pytest.mark.slow
+def test_default_model_cpu_default_tracks_float32(smollm2):
+    """The CPU default (bfloat16, 4-bit GGUF weights kept 4-bit where supported) vs float32."""
+    _, ref_runner, prompt = smollm2
+    runner = load_model(device="cpu")
+    outs = []
+    for r in (ref_runner, runner):
+        pool = r.new_kv_pool(len(prompt) + 8)
+        s = pool.alloc(len(prompt))
+        outs.append(r.forward(ForwardBatch.build([(prompt, 0, s, s)], all_logits=True), pool))
+    ref, ours = outs
+    assert (ours - ref).abs().max().item() <= 0.06 * ref.abs().max().item()
+    assert (ours.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.9
+    assert greedy(runner, [prompt], 12)[0] == greedy(ref_runner, [prompt], 12)[0]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -7,6 +7,10 @@ of five. Every tensor is converted to the model dtype and moved to the device on
 On the CPU the projection matrices are then stored transposed (``[in, out]``, contiguous) and
 applied as ``x @ w``: for the few-row matmuls of decoding, CPU BLAS runs that layout up to twice
 as fast as ``F.linear``'s ``x @ w.T``. ``linear(x, w, b, transposed)`` hides the layout.
+
+With ``int4=True`` (CPU, bfloat16), a projection whose float32 values are exactly 4-bit group
+quantised (a dequantised GGUF ``Q4_1`` checkpoint) is kept as an ``Int4Weight`` (``quant.py``);
+``linear`` dispatches on it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 
 from ...errors import ModelLoadError
 from .config import ModelConfig
+from .quant import Int4Weight
 
 GetTensor = Callable[[str], torch.Tensor]
 
@@ -28,7 +33,7 @@ class LayerWeights:
     """One decoder layer. Optional entries are None when the architecture has no such tensor."""
 
     ln1: torch.Tensor  # [hidden]
-    w_qkv: torch.Tensor  # [q + 2*kv, hidden]
+    w_qkv: torch.Tensor | Int4Weight  # [q + 2*kv, hidden] (projections may be Int4Weight: see build_weights)
     b_qkv: torch.Tensor | None  # [q + 2*kv]
     q_norm: torch.Tensor | None  # [head_dim]
     k_norm: torch.Tensor | None  # [head_dim]
@@ -58,8 +63,12 @@ class ModelWeights:
 _PROJECTIONS = ("w_qkv", "w_o", "w_gate_up", "w_down")
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, transposed: bool) -> torch.Tensor:
-    """``x @ W.T + b`` for ``x`` ``[T, in]``, with ``w`` stored ``[out, in]`` or, if ``transposed``, ``[in, out]``."""
+def linear(x: torch.Tensor, w: torch.Tensor | Int4Weight, b: torch.Tensor | None, transposed: bool) -> torch.Tensor:
+    """``x @ W.T + b`` for ``x`` ``[T, in]``, with ``w`` stored ``[out, in]`` or, if ``transposed``, ``[in, out]``
+    (an ``Int4Weight`` knows its own layout)."""
+    if isinstance(w, Int4Weight):
+        y = w.matmul(x)  # [T, out]
+        return y if b is None else y + b
     if not transposed:
         return F.linear(x, w, b)
     return torch.addmm(b, x, w) if b is not None else torch.mm(x, w)  # [T, out]
@@ -71,26 +80,51 @@ def transpose_projections(weights: ModelWeights) -> ModelWeights:
         return weights
     for lw in weights.layers:
         for name in _PROJECTIONS:
-            setattr(lw, name, getattr(lw, name).t().contiguous())
+            w = getattr(lw, name)
+            if not isinstance(w, Int4Weight):
+                setattr(lw, name, w.t().contiguous())
     weights.lm_head = weights.lm_head.t().contiguous()  # [hidden, vocab]
     weights.transposed = True
     return weights
 
 
 def build_weights(
-    config: ModelConfig, get: GetTensor, names: set[str], device: torch.device, dtype: torch.dtype
+    config: ModelConfig, get: GetTensor, names: set[str], device: torch.device, dtype: torch.dtype,
+    int4: bool = False,
 ) -> ModelWeights:
-    """Read every tensor through ``get(name)`` (``names`` lists what the checkpoint holds)."""
+    """Read every tensor through ``get(name)`` (``names`` lists what the checkpoint holds).
 
-    def take(name: str) -> torch.Tensor:
+    ``int4``: keep 4-bit group-quantised projections as ``Int4Weight`` (CPU, bfloat16 only). The
+    first projection that is not exactly 4-bit stops the attempt; the rest load dense.
+    """
+    if int4 and (device.type != "cpu" or dtype != torch.bfloat16):
+        raise ModelLoadError("int4 weights need device='cpu' and dtype=bfloat16")
+    packing = int4
+
+    def check(name: str) -> None:
         if name not in names:
             raise ModelLoadError(f"checkpoint lacks tensor {name!r} required by {config.architecture}")
+
+    def take(name: str) -> torch.Tensor:
+        check(name)
         return get(name).to(device=device, dtype=dtype).contiguous()
 
     def cat(*parts: str) -> torch.Tensor:
         return torch.cat([take(p) for p in parts], dim=0).contiguous()
 
-    layers = [_layer(config, f"model.layers.{i}.", take, cat) for i in range(config.num_layers)]
+    def proj(*parts: str) -> torch.Tensor | Int4Weight:
+        """A projection matrix (row blocks ``parts`` stacked), packed to 4 bits when exact."""
+        nonlocal packing
+        if packing:
+            for p in parts:
+                check(p)
+            packed = Int4Weight.from_dense(torch.cat([get(p).float() for p in parts], dim=0))
+            if packed is not None:
+                return packed
+            packing = False
+        return cat(*parts)
+
+    layers = [_layer(config, f"model.layers.{i}.", take, cat, proj) for i in range(config.num_layers)]
     embed = take("model.embed_tokens.weight")  # [vocab, hidden]
     tied = config.tie_word_embeddings or "lm_head.weight" not in names
     if tied and not config.tie_word_embeddings:
@@ -100,21 +134,21 @@ def build_weights(
     return transpose_projections(weights) if device.type == "cpu" else weights
 
 
-def _layer(config: ModelConfig, p: str, take, cat) -> LayerWeights:
+def _layer(config: ModelConfig, p: str, take, cat, proj) -> LayerWeights:
     attn, mlp = p + "self_attn.", p + "mlp."
     qkv = [attn + "q_proj", attn + "k_proj", attn + "v_proj"]
     return LayerWeights(
         ln1=take(p + "input_layernorm.weight"),
-        w_qkv=cat(*(n + ".weight" for n in qkv)),
+        w_qkv=proj(*(n + ".weight" for n in qkv)),
         b_qkv=cat(*(n + ".bias" for n in qkv)) if config.qkv_bias else None,
         q_norm=take(attn + "q_norm.weight") if config.qk_norm else None,
         k_norm=take(attn + "k_norm.weight") if config.qk_norm else None,
-        w_o=take(attn + "o_proj.weight"),
+        w_o=proj(attn + "o_proj.weight"),
         b_o=take(attn + "o_proj.bias") if config.o_bias else None,
         ln2=take(p + "post_attention_layernorm.weight"),
-        w_gate_up=cat(mlp + "gate_proj.weight", mlp + "up_proj.weight"),
+        w_gate_up=proj(mlp + "gate_proj.weight", mlp + "up_proj.weight"),
         b_gate_up=cat(mlp + "gate_proj.bias", mlp + "up_proj.bias") if config.mlp_bias else None,
-        w_down=take(mlp + "down_proj.weight"),
+        w_down=proj(mlp + "down_proj.weight"),
         b_down=take(mlp + "down_proj.bias") if config.mlp_bias else None,
     )
 
