@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
+import numpy as np
 import torch
 
 from .request import SamplingParams
@@ -24,10 +25,25 @@ def mask_logits_(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor
     """
     from ..kernels.mask import apply_token_bitmask_
 
+    if logits.device.type == "cpu" and bitmask.device.type == "cpu":
+        _mask_cpu_(logits, bitmask, rows)
+        return
     bitmask = bitmask.to(logits.device, non_blocking=True)  # [m, W] int32
     if rows is not None:
         rows = rows.to(logits.device, non_blocking=True)  # [m]
     apply_token_bitmask_(logits, bitmask, rows)
+
+
+def _mask_cpu_(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> None:
+    """``mask_logits_`` on the CPU: numpy's bit unpacking, then an in-place fill of each row."""
+    n_cols = logits.shape[1]
+    bits = np.unpackbits(bitmask.contiguous().numpy().view(np.uint8), axis=1, bitorder="little")  # [m, 32W]
+    blocked = torch.from_numpy(bits[:, :n_cols] == 0)  # [m, <=V] bool
+    targets = range(logits.shape[0]) if rows is None else rows.tolist()
+    for k, r in enumerate(targets):
+        row = logits[r]
+        row[: blocked.shape[1]].masked_fill_(blocked[k], float("-inf"))
+        row[blocked.shape[1] :] = float("-inf")  # columns past 32 * W are disallowed
 
 
 class SampleOutput(NamedTuple):

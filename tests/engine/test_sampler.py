@@ -86,3 +86,19 @@ def test_mask_allows_only_set_bits_in_one_batched_op():
 def test_bad_options_raise_request_error(bad):
     with pytest.raises(RequestError):
         GenerateRequest("hi", **bad).sampling()
+
+
+@pytest.mark.parametrize("vocab,words", [(96, 3), (100, 4), (100, 3), (49152, 1536)])
+def test_cpu_mask_path_equals_the_kernel_reference(vocab, words):
+    from structgen.kernels.mask import apply_token_bitmask_
+
+    rng = np.random.default_rng(vocab + words)
+    logits = torch.randn(5, vocab)
+    for rows in (None, torch.tensor([4, 0, 2])):
+        m = 5 if rows is None else len(rows)
+        bitmask = torch.from_numpy(rng.integers(-(2**31), 2**31, size=(m, words), dtype=np.int64).astype(np.int32))
+        ours, ref = logits.clone(), logits.clone()
+        mask_logits_(ours, bitmask, rows)
+        apply_token_bitmask_(ref, bitmask, rows)
+        assert torch.equal(ours, ref)
+        assert torch.isinf(ours).any() and torch.isfinite(ours).any()
