@@ -18,6 +18,7 @@ and used from ``DENSE_MIN_ROWS`` rows up.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 GROUP = 32  # input weights per scale/offset pair (GGUF Q4_1, Q4_0)
 DENSE_MIN_ROWS = 48  # from this many rows (prefill chunks) the dense bfloat16 matmul is faster
@@ -42,10 +43,10 @@ class Int4Weight:
     ``matmul(x)`` is ``x @ W.T`` for ``x`` ``[T, in]`` bfloat16.
     """
 
-    def __init__(self, packed: torch.Tensor, scales_zeros: torch.Tensor, dense_t: torch.Tensor, shape: tuple[int, int]):
+    def __init__(self, packed: torch.Tensor, scales_zeros: torch.Tensor, dense: torch.Tensor, shape: tuple[int, int]):
         self.packed = packed  # the kernel's packed layout of q [out, in]
         self.scales_zeros = scales_zeros  # [in / GROUP, out, 2] bfloat16: (scale, zero) per group
-        self.dense_t = dense_t  # [in, out] bfloat16, contiguous (the CPU's fast decode layout)
+        self.dense = dense  # [out, in] bfloat16, for prefill chunks
         self.shape = shape  # (out, in)
 
     @classmethod
@@ -65,12 +66,12 @@ class Int4Weight:
             return None
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.reshape(n, k).to(torch.int32), 1)
         scales_zeros = torch.stack([step, lo + 8 * step], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        return cls(packed, scales_zeros, w.t().contiguous().to(torch.bfloat16), (n, k))
+        return cls(packed, scales_zeros, w.to(torch.bfloat16), (n, k))
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T`` for ``x`` ``[T, in]`` (bfloat16) → ``[T, out]`` bfloat16."""
         if x.shape[0] >= DENSE_MIN_ROWS:
-            return torch.mm(x, self.dense_t)
+            return F.linear(x, self.dense)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x.contiguous(), self.packed, GROUP, self.scales_zeros)
 
     def dequantize(self) -> torch.Tensor:

@@ -4,9 +4,11 @@ At load time q/k/v projections are concatenated into one ``[q + 2*kv, hidden]`` 
 gate/up into one ``[2*intermediate, hidden]`` matrix, so a layer runs two input matmuls instead
 of five. Every tensor is converted to the model dtype and moved to the device once.
 
-On the CPU the projection matrices are then stored transposed (``[in, out]``, contiguous) and
-applied as ``x @ w``: for the few-row matmuls of decoding, CPU BLAS runs that layout up to twice
-as fast as ``F.linear``'s ``x @ w.T``. ``linear(x, w, b, transposed)`` hides the layout.
+On the CPU in float32 the projection matrices are then stored transposed (``[in, out]``,
+contiguous) and applied as ``x @ w``: for the few-row matmuls of decoding, CPU BLAS runs that
+layout up to twice as fast as ``F.linear``'s ``x @ w.T``. In bfloat16/float16 the CPU kernels
+favour the stored ``[out, in]`` layout instead (the LM head twice as fast), so it is kept.
+``linear(x, w, b, transposed)`` hides the layout.
 
 With ``int4=True`` (CPU, bfloat16), a projection whose float32 values are exactly 4-bit group
 quantised (a dequantised GGUF ``Q4_1`` checkpoint) is kept as an ``Int4Weight`` (``quant.py``);
@@ -131,7 +133,12 @@ def build_weights(
         raise ModelLoadError("checkpoint lacks 'lm_head.weight' and the config does not tie embeddings")
     lm_head = embed if tied else take("lm_head.weight")
     weights = ModelWeights(embed=embed, layers=layers, norm=take("model.norm.weight"), lm_head=lm_head)
-    return transpose_projections(weights) if device.type == "cpu" else weights
+    return transpose_projections(weights) if _transpose_on(device, dtype) else weights
+
+
+def _transpose_on(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether projections are stored ``[in, out]`` (CPU float32 only; see the module docstring)."""
+    return device.type == "cpu" and dtype == torch.float32
 
 
 def _layer(config: ModelConfig, p: str, take, cat, proj) -> LayerWeights:
@@ -188,4 +195,4 @@ def random_weights(config: ModelConfig, device: torch.device, dtype: torch.dtype
     embed = rnd(c.vocab_size, c.hidden_size, std=1.0)
     lm_head = embed if c.tie_word_embeddings else rnd(c.vocab_size, c.hidden_size)
     weights = ModelWeights(embed=embed, layers=layers, norm=rnd(c.hidden_size, std=0.1, mean=1.0), lm_head=lm_head)
-    return transpose_projections(weights) if device.type == "cpu" else weights
+    return transpose_projections(weights) if _transpose_on(device, dtype) else weights
