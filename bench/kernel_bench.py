@@ -2,11 +2,13 @@
 
     python bench/kernel_bench.py            # CUDA if available (torch vs triton), else CPU (torch, small)
     python bench/kernel_bench.py --small    # small sizes, few iterations
+    python bench/kernel_bench.py --groups attn,rope_kv   # a subset of the tables
 
 Prints one table: masking (V = 128256, fp32) against "one read of the logits" (``logits.max(-1)``)
 and a copy, fused masked sampling (greedy and temperature 1), the FSM advance, and decode /
 extend attention over a shuffled KV pool (bf16, 32 query heads, 8 KV heads, head_dim 128),
-with the KV bytes read per second. xgrammar's ``apply_token_bitmask_inplace`` is timed too when
+with the KV bytes read per second (decode with both ``merge`` modes), and the fused RoPE + KV
+write (Llama-3.2-1B heads). xgrammar's ``apply_token_bitmask_inplace`` is timed too when
 it imports (CUDA only). The Triton interpreter is never timed: on the CPU only torch runs.
 """
 
@@ -24,9 +26,12 @@ from structgen.kernels import (
     extend_attention,
     mask_logits_by_state_,
     masked_sample,
+    rope_kv_write,
 )
+from structgen.kernels.attention import MERGES
 
 VOCAB = 128256
+GROUPS = ("mask", "sample", "fsm", "attn", "rope_kv")
 
 
 def timer(device: torch.device, iters: int, warmup: int = 3, repeats: int = 3):
@@ -177,13 +182,15 @@ def bench_attention(rows, measure, device, cases, heads, gen):
         indptr = torch.arange(0, n_slots + 1, ctx, device=device)
         q = torch.randn(b, n_q_heads, head_dim, dtype=dtype, device=device)
         kv_bytes = 2 * n_slots * n_kv_heads * head_dim * k_pool.element_size()
-        for be in backends(device):
+        variants = [("torch", "fused")] + [("triton", merge) for merge in MERGES if device.type == "cuda"]
+        for be, merge in variants:
             if be == "torch" and b * ctx > 64 * 1024 and device.type == "cuda":
                 continue  # the per-sequence reference loop is not worth timing at this size
-            times = measure(lambda: decode_attention(q, k_pool, v_pool, indptr, indices, backend=be),
+            times = measure(lambda: decode_attention(q, k_pool, v_pool, indptr, indices, merge=merge, backend=be),
                             graph=be == "triton")
             best = times[1] if times[1] is not None else times[0]
-            add(rows, "attn", f"decode B={b} ctx={ctx} {str(dtype)[6:]}", f"decode_attention [{be}]", times,
+            label = f"decode_attention [{be}]" if be == "torch" else f"decode_attention merge={merge} [{be}]"
+            add(rows, "attn", f"decode B={b} ctx={ctx} {str(dtype)[6:]}", label, times,
                 note=f"{kv_bytes / best / 1e3:.0f} GB/s KV")
     b, prefix, new = cases[0][0], cases[0][1] // 2, cases[0][1] // 2
     n_slots = b * (prefix + new)
@@ -198,6 +205,25 @@ def bench_attention(rows, measure, device, cases, heads, gen):
                                       backend=be)
         add(rows, "attn", f"extend B={b} prefix={prefix} new={new}", f"extend_attention [{be}]",
             measure(fn, graph=be == "triton"))
+
+
+def bench_rope_kv(rows, measure, device, batches, heads, gen):
+    """RoPE of q/k + both KV-pool writes: the fused kernel against the reference's separate ops."""
+    n_q_heads, n_kv_heads, head_dim = heads
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = torch.randn(4096, head_dim, generator=gen).to(dtype).to(device)
+    for b in batches:
+        qkv = torch.randn(b, (n_q_heads + 2 * n_kv_heads) * head_dim, generator=gen).to(dtype).to(device)
+        q, k, v = qkv.split((n_q_heads * head_dim, n_kv_heads * head_dim, n_kv_heads * head_dim), dim=1)
+        q, k, v = q.view(b, n_q_heads, head_dim), k.view(b, n_kv_heads, head_dim), v.view(b, n_kv_heads, head_dim)
+        k_pool = torch.zeros(b * 64, n_kv_heads, head_dim, dtype=dtype, device=device)
+        v_pool = torch.zeros_like(k_pool)
+        pos = torch.randint(0, 4096, (b,), generator=gen).to(device)
+        slots = torch.randperm(b * 64, generator=gen)[:b].to(device)
+        for be in backends(device):
+            fn = lambda: rope_kv_write(q, k, v, table, table, pos, slots, k_pool, v_pool, backend=be)
+            add(rows, "rope_kv", f"B={b} Hq={n_q_heads} Hkv={n_kv_heads} D={head_dim}", f"rope_kv_write [{be}]",
+                measure(fn))
 
 
 def print_table(rows, device):
@@ -218,20 +244,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="small sizes and few iterations (default on CPU)")
     parser.add_argument("--iters", type=int, default=None)
+    parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
     args = parser.parse_args()
+    groups = set(args.groups.split(","))
+    if not groups <= set(GROUPS):
+        parser.error(f"unknown groups {sorted(groups - set(GROUPS))}; use a subset of {','.join(GROUPS)}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     small = args.small or device.type != "cuda"
     measure = timer(device, args.iters or (3 if small else 50), warmup=1 if small else 5)
     gen = torch.Generator().manual_seed(0)
     batches = [1, 8] if small else [1, 64, 256]
     rows: list[tuple] = []
-    bench_mask(rows, measure, device, batches, gen)
-    bench_sampling(rows, measure, device, batches, gen)
-    bench_fsm(rows, measure, device, batches, gen)
-    if small:
+    if "mask" in groups:
+        bench_mask(rows, measure, device, batches, gen)
+    if "sample" in groups:
+        bench_sampling(rows, measure, device, batches, gen)
+    if "fsm" in groups:
+        bench_fsm(rows, measure, device, batches, gen)
+    if "attn" in groups and small:
         bench_attention(rows, measure, device, [(1, 256), (4, 512)], (8, 2, 64), gen)
-    else:
-        bench_attention(rows, measure, device, [(1, 4096), (32, 1024), (64, 4096), (256, 2048)], (32, 8, 128), gen)
+    elif "attn" in groups:
+        bench_attention(rows, measure, device, [(1, 256), (64, 256), (1, 4096), (32, 1024), (64, 4096), (256, 2048)],
+                        (32, 8, 128), gen)
+    if "rope_kv" in groups:
+        bench_rope_kv(rows, measure, device, batches, (32, 8, 64), gen)
     print_table(rows, device)
 
 

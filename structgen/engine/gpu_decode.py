@@ -4,7 +4,7 @@ One step, for ``B`` sequences padded to a bucket size (``BUCKETS``)::
 
     out_slot[b] = slot_table[b, pos[b]]                          # slots were allocated up front
     context[b]  = slot_table[b, :pos[b] + 1]                     # CSR kv_indptr / kv_indices
-    logits      = model(ids, pos, out_slot, context)             # kernels.decode_attention
+    logits      = model(ids, pos, out_slot, context)             # kernels.decode_attention_rope_kv
     row[b]      = row_of_key[key[b]]     (-1: unconstrained)     # DeviceTables
     tok[b]      = masked_sample(logits, bitmask, row, temperature, seeds, offsets)
     key[b]      = advance_states(indptr, tokens, next_keys, row, tok)   (dead key if not allowed)

@@ -9,7 +9,10 @@ result in ``q``'s dtype. A sequence with no KV rows gets a zero output. With a s
 
 * :func:`decode_attention`: one new query per sequence, attending its whole context (the new
   token's K/V already written into the pool). Split-K: the context is cut into ``num_splits``
-  chunks processed in parallel and merged by log-sum-exp, so short batches fill the GPU.
+  chunks processed in parallel and merged by log-sum-exp, so short batches fill the GPU; by
+  default the last chunk to finish merges them, so a call is one kernel launch.
+* :func:`decode_attention_rope_kv`: the same after rotating the new tokens' q/k and writing their
+  K/V into the pool (``rope_kv.rope_kv_write``), all in that one launch on the Triton path.
 * :func:`extend_attention`: ``n_q`` new tokens per sequence after a cached prefix; their K/V are
   the last ``n_q`` slots of the sequence's context. New token ``i`` attends context positions
   ``j <= n_kv - n_q + i`` (full over the prefix, causal among the new tokens).
@@ -23,8 +26,11 @@ import torch
 
 from structgen.errors import KernelInputError
 from structgen.kernels import _backend as B
+from structgen.kernels.rope_kv import check_rope_kv, rope_kv_write_torch
 
 DECODE_BLOCK_N = 64
+MERGES = ("fused", "kernel")
+MERGE_TILE = 8192  # fp32 elements of the fused merge's [heads, splits, D] load (64 registers a thread, 4 warps)
 EXTEND_BLOCK_M = 64
 EXTEND_BLOCK_N = 64
 
@@ -62,7 +68,7 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *, window=None, num_splits=None,
-                     backend="auto"):
+                     merge="fused", backend="auto"):
     """Attention of one query per sequence over its pooled context; returns ``[B, Hq, D]``.
 
     Args:
@@ -71,13 +77,44 @@ def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *,
         sm_scale: score scale, default ``D ** -0.5``.
         window: sliding-window size (None: the whole context).
         num_splits: KV chunks per sequence for the Triton path (default from the batch shape,
-            no host sync); ignored by the torch path.
+            no host sync); ignored by the torch path. With one split the kernel writes the
+            output directly (one launch, no partial results).
+        merge: how the Triton path merges several splits: ``"fused"`` (the last split of each
+            head group to finish merges them, one launch; launches of this mode on one device
+            must not run concurrently on different streams, as they share arrival counters) or
+            ``"kernel"`` (a second, reduce kernel). Same result either way; ignored by torch.
     """
     _, _, head_dim = _check_pool(q, k_pool, v_pool, ("kv_indptr",), (kv_indptr,), kv_indices)
     B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
+    if merge not in MERGES:
+        raise KernelInputError(f"unknown merge {merge!r}; use one of {MERGES}")
     scale = _scale(sm_scale, head_dim)
     if B.resolve_backend(backend, q.device) == "triton":
-        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits)
+        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits, merge)
+    return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window)
+
+
+def decode_attention_rope_kv(q, k, v, cos, sin, positions, out_slots, k_pool, v_pool, kv_indptr, kv_indices,
+                             sm_scale=None, *, window=None, num_splits=None, merge="fused", backend="auto"):
+    """:func:`rope_kv.rope_kv_write` then :func:`decode_attention`, in one launch on the Triton path.
+
+    Rotates the new tokens' ``q``/``k`` (``[B, Hq, D]``, ``[B, Hkv, D]``) at ``positions``, writes the
+    rotated ``k`` and ``v`` into the pool at ``out_slots``, and returns the attention ``[B, Hq, D]``
+    of the rotated queries over each context. Arguments as in those two functions; in addition
+    ``out_slots[b]`` must be the last slot of sequence ``b``'s context (the new token's), which
+    the Triton path writes and reads back within one program. The rotated queries are not returned.
+    """
+    check_rope_kv(q, k, v, cos, sin, positions, out_slots, k_pool, v_pool)
+    _, _, head_dim = _check_pool(q, k_pool, v_pool, ("kv_indptr",), (kv_indptr,), kv_indices)
+    B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
+    if merge not in MERGES:
+        raise KernelInputError(f"unknown merge {merge!r}; use one of {MERGES}")
+    scale = _scale(sm_scale, head_dim)
+    if B.resolve_backend(backend, q.device) == "triton":
+        rope = (k, v, cos, sin, positions, out_slots)
+        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits, merge,
+                                       rope)
+    q = rope_kv_write_torch(q, k, v, cos, sin, positions, out_slots, k_pool, v_pool)  # [B, Hq, D] rotated
     return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window)
 
 
@@ -124,8 +161,13 @@ def default_num_splits(batch: int, n_kv_heads: int) -> int:
 
 
 def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, window=None,
-                            num_splits=None) -> torch.Tensor:
-    """Triton implementation of :func:`decode_attention` (split-K, then a log-sum-exp merge)."""
+                            num_splits=None, merge="fused", rope=None) -> torch.Tensor:
+    """Triton implementation of :func:`decode_attention` (split-K, then a log-sum-exp merge).
+
+    One split: a single launch writes the output. Several: the partials are merged by the last
+    split of each (sequence, KV head) (``merge="fused"``) or by a separate ``decode_reduce``.
+    ``rope``: ``(k, v, cos, sin, positions, out_slots)`` of :func:`decode_attention_rope_kv`.
+    """
     window = _check_window(window)
     n, n_q_heads, head_dim = q.shape
     n_kv_heads = k_pool.shape[1]
@@ -133,22 +175,64 @@ def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, 
     if n == 0:
         return out
     splits = int(num_splits) if num_splits else default_num_splits(n, n_kv_heads)
+    if splits < 1:
+        raise KernelInputError(f"num_splits must be >= 1, got {num_splits}")
+    mode = 1 if splits == 1 else (2 if merge == "fused" else 0)
+    if mode == 1:  # no partials: the kernel never touches mid_o / mid_lse / counters
+        mid_o = mid_lse = counters = out
+    else:
+        mid_o = torch.empty((n, n_q_heads, splits, head_dim), dtype=torch.float32, device=q.device)
+        mid_lse = torch.empty((n, n_q_heads, splits), dtype=torch.float32, device=q.device)
+        counters = _merge_counters(q.device, n * n_kv_heads) if mode == 2 else out
     group = n_q_heads // n_kv_heads
-    mid_o = torch.empty((n, n_q_heads, splits, head_dim), dtype=torch.float32, device=q.device)
-    mid_lse = torch.empty((n, n_q_heads, splits), dtype=torch.float32, device=q.device)
-    block_d = max(16, triton_next_pow2(head_dim))
+    block_d, block_s = max(16, triton_next_pow2(head_dim)), triton_next_pow2(splits)
+    if rope is None:  # the RoPE arguments are never read: stand-ins of the right kinds
+        new_k, new_v, cos, sin, positions, out_slots = q, q, q, q, kv_indptr, kv_indptr
+        rope_strides = (0,) * 6
+    else:
+        new_k, new_v, cos, sin, positions, out_slots = rope
+        rope_strides = (new_k.stride(0), new_k.stride(1), new_v.stride(0), new_v.stride(1), cos.stride(0),
+                        sin.stride(0))
     k = B.kernel_module("structgen.kernels._triton_attention")
     k.decode_split[(n, n_kv_heads, splits)](
-        q, k_pool, v_pool, kv_indptr, kv_indices, mid_o, mid_lse, sm_scale, window,
+        q, k_pool, v_pool, kv_indptr, kv_indices, mid_o, mid_lse, out, counters, sm_scale, window,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), v_pool.stride(0), v_pool.stride(1),
-        GROUP=group, HEAD_DIM=head_dim, NUM_SPLITS=splits, BLOCK_G=max(16, triton_next_pow2(group)),
-        BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d, PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(),
+        out.stride(0), out.stride(1), new_k, new_v, cos, sin, positions, out_slots, *rope_strides,
+        GROUP=group, HEAD_DIM=head_dim, NUM_SPLITS=splits, MODE=mode, ROPE=rope is not None,
+        BLOCK_G=max(16, triton_next_pow2(group)),
+        BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d, BLOCK_S=block_s, MERGE_G=_merge_heads(group, block_s, block_d),
+        PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(),
     )
-    k.decode_reduce[(n, n_q_heads)](
-        mid_o, mid_lse, out, out.stride(0), out.stride(1), n_q_heads,
-        HEAD_DIM=head_dim, NUM_SPLITS=splits, BLOCK_S=triton_next_pow2(splits), BLOCK_D=block_d,
-    )
+    if mode == 0:
+        k.decode_reduce[(n, n_q_heads)](
+            mid_o, mid_lse, out, out.stride(0), out.stride(1), n_q_heads,
+            HEAD_DIM=head_dim, NUM_SPLITS=splits, BLOCK_S=block_s, BLOCK_D=block_d,
+        )
     return out
+
+
+def _merge_heads(group: int, block_s: int, block_d: int) -> int:
+    """Query heads merged per load by the fused merge: all of the group while the tile stays <= 8192 fp32."""
+    heads = triton_next_pow2(group)
+    while heads > 1 and heads * block_s * block_d > MERGE_TILE:
+        heads //= 2
+    return heads
+
+
+_MERGE_COUNTERS: dict[torch.device, list[torch.Tensor]] = {}
+
+
+def _merge_counters(device: torch.device, n: int) -> torch.Tensor:
+    """At least ``n`` int32 arrival counters on ``device``, all zero between launches.
+
+    Kept per device and reused: the merging program of each launch resets its counter to 0, so no
+    launch needs a memset (a CUDA graph captures no allocation once the first eager call made them).
+    A larger set replaces a smaller one, which is kept alive: captured graphs may still use it.
+    """
+    kept = _MERGE_COUNTERS.setdefault(device, [])
+    if not kept or kept[-1].numel() < n:
+        kept.append(torch.zeros(max(n, 4096), dtype=torch.int32, device=device))  # [>= n]
+    return kept[-1]
 
 
 def triton_next_pow2(x: int) -> int:

@@ -9,6 +9,7 @@ import torch
 from structgen.constraints import Regex
 from structgen.engine.device_tables import DEAD_KEY, DeviceTables
 from structgen.engine.gpu_decode import DecodeSeq, GraphDecoder, bucket_for
+from structgen.engine.kv_cache import KVPool
 from structgen.engine.model_runner import ForwardBatch, ModelRunner
 from structgen.engine.models.config import ModelConfig
 from structgen.engine.models.decoder import DecoderModel
@@ -150,6 +151,55 @@ def test_cuda_graph_decode_matches_eager_torch_path():
         dec.start([DecodeSeq(t, p, s, fsm=f) for (t, p, s), f in zip(starts, [fsm, None, fsm])])
         outs.append((dec.run(9).tolist(), dec.states()))
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "Qwen3ForCausalLM"])
+@pytest.mark.parametrize(("rope_kv", "merge"),
+                         [("attention", "fused"), ("attention", "kernel"), ("kernel", "fused"), ("unfused", "kernel")])
+def test_decode_hidden_fused_kernels_match_the_torch_path(monkeypatch, architecture, rope_kv, merge):
+    """decode_hidden with the Triton kernels (each fusion on or off) = the torch path: hidden states and KV pool."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    cfg = ModelConfig.from_hf({"architectures": [architecture], "vocab_size": 300, "hidden_size": 64,
+                               "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+                               "num_key_value_heads": 2, "head_dim": 32, "rope_theta": 10000.0,
+                               "max_position_embeddings": 512, "rms_norm_eps": 1e-6})
+    model = DecoderModel(cfg, random_weights(cfg, dev, torch.float32, seed=5), dev, torch.float32)
+    model.decode_kernels.rope_kv, model.decode_kernels.attention_merge = rope_kv, merge
+    lens = [3, 70, 1, 120]  # context lengths, the new token last
+    ctx = torch.randperm(200)[: sum(lens)].to(torch.int32).to(dev)  # [nnz] slots
+    indptr = torch.tensor([0, *lens]).cumsum(0).to(torch.int32).to(dev)  # [B + 1]
+    out_slots = ctx[indptr[1:].long() - 1].long()  # [B]
+    positions = torch.tensor(lens, device=dev) - 1  # [B]
+    ids = torch.tensor([5, 17, 260, 99], device=dev)
+    results = []
+    for backend in ("torch", "triton"):
+        pool = runner_pool(cfg, dev)
+        for cache in (*pool.k, *pool.v):
+            cache[out_slots] = float("nan")  # stale rows: reading one instead of the new token's K/V shows
+        hidden = model.decode_hidden(ids, positions, out_slots, indptr, ctx, pool, backend)  # [B, hidden]
+        results.append((hidden, pool))
+    (want, want_pool), (got, got_pool) = results
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert not got.isnan().any()
+    assert torch.equal(got_pool.v[0], want_pool.v[0])  # layer 0's values are copied from the same projection
+    for layer in range(cfg.num_layers):
+        torch.testing.assert_close(got_pool.k[layer], want_pool.k[layer], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got_pool.v[layer], want_pool.v[layer], atol=1e-4, rtol=1e-4)
+
+
+def runner_pool(cfg, dev) -> KVPool:
+    """A 200-slot pool whose cached rows hold the same random values on every call."""
+    pool = KVPool(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, 200, torch.float32, dev)
+    gen = torch.Generator().manual_seed(9)
+    for cache in (*pool.k, *pool.v):
+        cache.copy_(torch.randn(cache.shape, generator=gen))
+    return pool
 
 
 def test_expand_closure_leaves_nothing_pending():

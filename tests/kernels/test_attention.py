@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 
-from structgen.kernels import decode_attention, extend_attention
+from structgen.kernels import (
+    decode_attention,
+    decode_attention_rope_kv,
+    extend_attention,
+)
 
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 
@@ -88,15 +92,78 @@ def test_triton_sliding_window_matches_reference(triton_ready, device, gen, wind
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("num_splits", [None, 1, 3])
-def test_triton_decode_matches_reference(triton_ready, device, gen, dtype, num_splits):
+@pytest.mark.parametrize(("num_splits", "merge"), [(None, "fused"), (None, "kernel"), (1, "fused"), (3, "fused"),
+                                                   (3, "kernel")])
+def test_triton_decode_matches_reference(triton_ready, device, gen, dtype, num_splits, merge):
     k_pool, v_pool = pool(gen, 300, 2, 32, dtype, device)
     indptr, indices = ragged(gen, [5, 0, 130, 1], 300, device)
     q = torch.randn(4, 8, 32, generator=gen).to(dtype).to(device)
     want = decode_attention(q, k_pool, v_pool, indptr, indices, backend="torch")
-    got = decode_attention(q, k_pool, v_pool, indptr, indices, backend=triton_ready, num_splits=num_splits)
+    got = decode_attention(q, k_pool, v_pool, indptr, indices, backend=triton_ready, num_splits=num_splits,
+                           merge=merge)
     assert got.dtype == dtype and got.shape == q.shape
     torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype], rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize(("n_q_heads", "head_dim", "num_splits"),
+                         [(8, 64, 16), (4, 128, 4), (6, 128, 16), (16, 128, 16), (2, 64, 1)])
+def test_triton_decode_fused_merge_stays_right_over_repeated_launches(triton_ready, device, gen, n_q_heads, head_dim,
+                                                                      num_splits):
+    """The merge counters are reused between launches: each launch with fresh inputs must still be right."""
+    for lens in ([1], [200, 3, 64], [65], [0, 129]):
+        k_pool, v_pool = pool(gen, 400, 2, head_dim, torch.bfloat16, device)
+        indptr, indices = ragged(gen, lens, 400, device)
+        q = torch.randn(len(lens), n_q_heads, head_dim, generator=gen).to(torch.bfloat16).to(device)
+        want = decode_attention(q, k_pool, v_pool, indptr, indices, backend="torch")
+        got = decode_attention(q, k_pool, v_pool, indptr, indices, backend=triton_ready, num_splits=num_splits)
+        torch.testing.assert_close(got.float(), want.float(), atol=TOL[torch.bfloat16], rtol=TOL[torch.bfloat16])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("n_q_heads", "head_dim", "num_splits", "merge", "window"),
+                         [(8, 64, None, "fused", None), (4, 128, 3, "kernel", None), (2, 64, 1, "fused", 50),
+                          (6, 64, 4, "fused", 7)])
+def test_triton_decode_with_rope_kv_matches_reference(triton_ready, device, gen, dtype, n_q_heads, head_dim,
+                                                      num_splits, merge, window):
+    """RoPE + KV write + attention in one launch = rope_kv_write then decode_attention (torch)."""
+    lens = [5, 130, 1, 64]
+    k_pool, v_pool = pool(gen, 300, 2, head_dim, dtype, device)
+    indptr, indices = ragged(gen, lens, 300, device)
+    out_slots = indices[indptr[1:].long() - 1].long()  # [B] each context's last slot
+    k_pool[out_slots] = float("nan")  # stale rows: reading them instead of the new token gives NaN
+    v_pool[out_slots] = float("nan")
+    qkv = torch.randn(len(lens), (n_q_heads + 4) * head_dim, generator=gen).to(dtype).to(device)
+    q, k, v = qkv.split((n_q_heads * head_dim, 2 * head_dim, 2 * head_dim), dim=1)
+    q, k, v = q.view(-1, n_q_heads, head_dim), k.view(-1, 2, head_dim), v.view(-1, 2, head_dim)
+    angles = torch.rand(512, head_dim // 2, generator=gen) * 6.3
+    cos = torch.cat((angles, angles), -1).cos().to(dtype).to(device)
+    sin = torch.cat((-angles, angles), -1).sin().to(dtype).to(device)
+    positions = torch.tensor(lens, device=device) + 200  # RoPE positions need not equal context indices
+    results = []
+    for backend in ("torch", triton_ready):
+        kp, vp = k_pool.clone(), v_pool.clone()
+        out = decode_attention_rope_kv(q, k, v, cos, sin, positions, out_slots, kp, vp, indptr, indices,
+                                       window=window, num_splits=num_splits, merge=merge, backend=backend)
+        results.append((out, kp, vp))
+    (want, want_k, want_v), (got, got_k, got_v) = results
+    assert not got.isnan().any()
+    torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype], rtol=TOL[dtype])
+    torch.testing.assert_close(got_k[out_slots].float(), want_k[out_slots].float(), atol=TOL[dtype], rtol=TOL[dtype])
+    assert torch.equal(got_v[out_slots], want_v[out_slots])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a race shows only on a GPU")
+def test_fused_merge_equals_the_reduce_kernel_under_load(gen):
+    """Many concurrent programs: the last-arriving split must see every partial (no stale reads)."""
+    device = torch.device("cuda")
+    for _ in range(20):
+        lens = torch.randint(1, 1500, (8,), generator=gen).tolist()
+        k_pool, v_pool = pool(gen, sum(lens) + 7, 8, 64, torch.float32, device)
+        indptr, indices = ragged(gen, lens, sum(lens) + 7, device)
+        q = torch.randn(8, 32, 64, generator=gen).to(device)
+        want = decode_attention(q, k_pool, v_pool, indptr, indices, num_splits=16, merge="kernel")
+        got = decode_attention(q, k_pool, v_pool, indptr, indices, num_splits=16, merge="fused")
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -139,5 +206,7 @@ def test_invalid_inputs_raise_typed_errors(gen):
         decode_attention(torch.zeros(1, 2, 4), k_pool, v_pool, indptr, indices)
     with pytest.raises(ValueError, match="window must be a positive"):
         decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, window=0)
+    with pytest.raises(ValueError, match="unknown merge"):
+        decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, merge="atomic")
     with pytest.raises(ValueError, match="only 3 KV slots"):
         extend_attention(torch.zeros(4, 2, 8), k_pool, v_pool, torch.tensor([0, 4]), indptr, indices)

@@ -7,7 +7,9 @@ All new tokens of a batch run as one ``[T, hidden]`` matrix; only attention look
 
 ``hidden_states`` runs any mix of prefills and decodes with the torch attention of ``attention.py``;
 ``decode_hidden`` runs one token per sequence with ``kernels.decode_attention`` over CSR context
-indices and never synchronises with the host (so it can be captured in a CUDA graph).
+indices and never synchronises with the host (so it can be captured in a CUDA graph); by default
+each layer's RoPE, KV-pool write, decode attention and split merge are one Triton launch
+(``kernels.decode_attention_rope_kv``), switchable through ``DecoderModel.decode_kernels``.
 Under tensor parallelism (``parallel.py``) the weights hold this rank's heads and MLP columns,
 ``config`` the per-rank head counts, and ``reduce`` sums the row-parallel outputs over ranks.
 """
@@ -15,6 +17,7 @@ Under tensor parallelism (``parallel.py``) the weights hold this rank's heads an
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +56,32 @@ class ElementwiseOps:
 
 EAGER_OPS = ElementwiseOps()
 
+LayerAttention = Callable[[torch.Tensor, LayerWeights, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``attention(qkv [T, q + 2*kv], layer, k_cache, v_cache) -> [T, H, D]``: split the fused
+projection, apply the layer's q/k norms if any, rotate q and k at the step's positions, write the
+rotated k and v into the layer's pool rows at the step's slots, and attend."""
+
+ROPE_KV_MODES = ("attention", "kernel", "unfused")
+
+
+@dataclass
+class DecodeKernels:
+    """Which fused kernels ``decode_hidden`` launches per layer (each can be turned off, e.g. to compare).
+
+    ``rope_kv``: where RoPE of q/k and the two KV-pool writes happen: ``"attention"`` inside the
+    decode-attention launch (``kernels.decode_attention_rope_kv``), ``"kernel"`` in one
+    ``kernels.rope_kv_write`` launch before it, ``"unfused"`` in a rotary kernel and two
+    ``index_copy_``. ``attention_merge``: ``merge`` of the decode attention (``"fused"``: the
+    last split of each head group merges the partial results, no separate reduce kernel;
+    ``"kernel"``: a separate reduce kernel; the fused merge shares arrival counters per device,
+    so two decode steps must not run concurrently on different streams of one device). Every
+    setting computes the same function up to rounding; on the torch backend all run the
+    reference ops.
+    """
+
+    rope_kv: str = "attention"
+    attention_merge: str = "fused"
+
 
 class DecoderModel:
     """Weights + RoPE table of one model; ``forward`` runs new tokens through it over a ``KVPool``."""
@@ -67,6 +96,7 @@ class DecoderModel:
         self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # all-reduce (tensor parallel)
         self.gather_vocab: Callable[[torch.Tensor], torch.Tensor] | None = None  # vocab-parallel lm_head
         self.decode_ops = EAGER_OPS  # element-wise ops of decode_hidden (GraphDecoder may compile them)
+        self.decode_kernels = DecodeKernels()  # fused kernels of decode_hidden (read at each call)
 
     def hidden_states(
         self,
@@ -79,11 +109,12 @@ class DecoderModel:
     ) -> torch.Tensor:
         """Final-layer hidden states ``[T, hidden]`` (before the final norm); writes K/V to ``out_slots``."""
         cos, sin = self.rope.lookup(positions, max_position)  # [T, 1, D] x2
+        store = self._rope_store_unfused(cos, sin, out_slots, EAGER_OPS)
 
-        def attend(q, k_cache, v_cache):
-            return pool_attention(q, k_cache, v_cache, plan, self.scale)
+        def attention(qkv, lw, k_cache, v_cache):
+            return pool_attention(store(qkv, lw, k_cache, v_cache), k_cache, v_cache, plan, self.scale)
 
-        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend, EAGER_OPS)
+        return self._run_layers(input_ids, attention, pool, EAGER_OPS)
 
     def decode_hidden(
         self,
@@ -98,26 +129,76 @@ class DecoderModel:
         """Hidden states ``[B, hidden]`` of one new token per sequence (a decode step).
 
         Sequence ``b``'s context (its new token last, K/V written here first) is
-        ``kv_indices[kv_indptr[b]:kv_indptr[b+1]]``. The RoPE table must already cover every
-        position (``self.rope.ensure``): nothing here reads a tensor back to the host.
+        ``kv_indices[kv_indptr[b]:kv_indptr[b+1]]``, and ``out_slots[b]`` is its last slot. The
+        RoPE table must already cover every position (``self.rope.ensure``): nothing here reads a
+        tensor back to the host.
         """
-        from ...kernels import decode_attention
+        from ...kernels import decode_attention, decode_attention_rope_kv, rope_kv_write
 
-        cos, sin = self.rope.cos[positions].unsqueeze(1), self.rope.sin[positions].unsqueeze(1)  # [B, 1, D] x2
-        window = self.config.sliding_window
+        window, fused = self.config.sliding_window, self.decode_kernels
+        if fused.rope_kv not in ROPE_KV_MODES:
+            raise ValueError(f"unknown decode_kernels.rope_kv {fused.rope_kv!r}; use one of {ROPE_KV_MODES}")
+        cos, sin = self.rope.cos, self.rope.sin  # [P, D] x2
+        attn = {"window": window, "merge": fused.attention_merge, "backend": backend}
 
         def attend(q, k_cache, v_cache):
-            return decode_attention(q, k_cache, v_cache, kv_indptr, kv_indices, self.scale, window=window,
-                                    backend=backend)  # [B, H, D]
+            return decode_attention(q, k_cache, v_cache, kv_indptr, kv_indices, self.scale, **attn)  # [B, H, D]
 
-        return self._run_layers(input_ids, cos, sin, out_slots, pool, attend, self.decode_ops)
+        if fused.rope_kv == "attention":
+            def attention(qkv, lw, k_cache, v_cache):
+                q, k, v = self._split_qkv(qkv, lw)  # [B, H, D], [B, KV, D] x2 (views unless normed)
+                return decode_attention_rope_kv(q, k, v, cos, sin, positions, out_slots, k_cache, v_cache,
+                                                kv_indptr, kv_indices, self.scale, **attn)  # [B, H, D]
+        elif fused.rope_kv == "kernel":
+            def attention(qkv, lw, k_cache, v_cache):
+                q, k, v = self._split_qkv(qkv, lw)
+                q = rope_kv_write(q, k, v, cos, sin, positions, out_slots, k_cache, v_cache, backend=backend)
+                return attend(q, k_cache, v_cache)
+        else:
+            rows = cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)  # [B, 1, D] x2
+            store = self._rope_store_unfused(*rows, out_slots, self.decode_ops)
 
-    def _run_layers(self, input_ids, cos, sin, out_slots, pool: KVPool, attend, ops: ElementwiseOps) -> torch.Tensor:
+            def attention(qkv, lw, k_cache, v_cache):
+                return attend(store(qkv, lw, k_cache, v_cache), k_cache, v_cache)
+
+        return self._run_layers(input_ids, attention, pool, self.decode_ops)
+
+    def _split_qkv(self, qkv: torch.Tensor, lw: LayerWeights):
+        """``q [T, H, D], k [T, KV, D], v [T, KV, D]`` of the fused projection, q/k normed if the model has norms."""
+        c, t = self.config, qkv.shape[0]
+        q = qkv[:, : c.q_size].view(t, c.num_heads, c.head_dim)
+        k = qkv[:, c.q_size : c.q_size + c.kv_size].view(t, c.num_kv_heads, c.head_dim)
+        v = qkv[:, c.q_size + c.kv_size :].view(t, c.num_kv_heads, c.head_dim)
+        if lw.q_norm is not None:
+            q = F.rms_norm(q, (c.head_dim,), lw.q_norm, c.rms_norm_eps)
+            k = F.rms_norm(k, (c.head_dim,), lw.k_norm, c.rms_norm_eps)
+        return q, k, v
+
+    def _rope_store_unfused(self, cos, sin, out_slots, ops: ElementwiseOps):
+        """``store(qkv, layer, k_cache, v_cache) -> q [T, H, D]`` of separate kernels: rotary (q and k in
+        one pass when unnormed), then two ``index_copy_`` into the pool. ``cos``/``sin``: rows ``[T, 1, D]``.
+        """
+        c = self.config
+
+        def store(qkv, lw, k_cache, v_cache):
+            q, k, v = self._split_qkv(qkv, lw)
+            if lw.q_norm is None:  # rotate q and k in one pass
+                qk = qkv[:, : c.q_size + c.kv_size].view(qkv.shape[0], c.num_heads + c.num_kv_heads, c.head_dim)
+                q, k = ops.rotary(qk, cos, sin).split((c.num_heads, c.num_kv_heads), dim=1)  # [T, H, D], [T, KV, D]
+            else:
+                q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+            k_cache.index_copy_(0, out_slots, k)
+            v_cache.index_copy_(0, out_slots, v)
+            return q
+
+        return store
+
+    def _run_layers(self, input_ids, attention: LayerAttention, pool: KVPool, ops: ElementwiseOps) -> torch.Tensor:
         c, layers = self.config, self.weights.layers
         x = F.embedding(input_ids, self.weights.embed)  # [T, hidden]
         h = F.rms_norm(x, (c.hidden_size,), layers[0].ln1, c.rms_norm_eps)  # [T, hidden]
         for i, lw in enumerate(layers):
-            x, delta = self._layer(x, h, lw, pool.k[i], pool.v[i], cos, sin, out_slots, attend, ops)
+            x, delta = self._layer(x, h, lw, pool.k[i], pool.v[i], attention, ops)
             if i + 1 < len(layers):  # the residual add fused with the next layer's input norm
                 x, h = ops.add_norm(x, delta, layers[i + 1].ln1, c.rms_norm_eps)
         return x + delta
@@ -138,28 +219,14 @@ class DecoderModel:
         lw: LayerWeights,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        out_slots: torch.Tensor,
-        attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        attention: LayerAttention,
         ops: ElementwiseOps = EAGER_OPS,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer on ``x`` (residual stream) and ``h`` (its input norm); returns ``(x, mlp_out)``."""
         c = self.config
         t = x.shape[0]
         qkv = linear(h, lw.w_qkv, lw.b_qkv, self.t)  # [T, q + 2*kv]
-        v = qkv[:, c.q_size + c.kv_size :].view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
-        if lw.q_norm is None:  # rotate q and k in one pass
-            qk = qkv[:, : c.q_size + c.kv_size].view(t, c.num_heads + c.num_kv_heads, c.head_dim)  # [T, H+KV, D]
-            q, k = ops.rotary(qk, cos, sin).split((c.num_heads, c.num_kv_heads), dim=1)  # [T, H, D], [T, KV, D]
-        else:
-            q = qkv[:, : c.q_size].view(t, c.num_heads, c.head_dim)  # [T, H, D]
-            k = qkv[:, c.q_size : c.q_size + c.kv_size].view(t, c.num_kv_heads, c.head_dim)  # [T, KV, D]
-            q = apply_rotary(F.rms_norm(q, (c.head_dim,), lw.q_norm, c.rms_norm_eps), cos, sin)  # [T, H, D]
-            k = apply_rotary(F.rms_norm(k, (c.head_dim,), lw.k_norm, c.rms_norm_eps), cos, sin)  # [T, KV, D]
-        k_cache.index_copy_(0, out_slots, k)
-        v_cache.index_copy_(0, out_slots, v)
-        a = attend(q, k_cache, v_cache)  # [T, H, D]
+        a = attention(qkv, lw, k_cache, v_cache)  # [T, H, D]; K/V of the new tokens written to the pool
         x, h = ops.add_norm(x, self._row_parallel(a.reshape(t, c.q_size), lw.w_o, lw.b_o), lw.ln2, c.rms_norm_eps)
         act = ops.act(linear(h, lw.w_gate_up, lw.b_gate_up, self.t))  # [T, inter]
         return x, self._row_parallel(act, lw.w_down, lw.b_down)  # [T, hidden] residual, [T, hidden] MLP output
