@@ -12,8 +12,13 @@ downloaded on the benchmark machine; decode speed does not depend on the weights
   HF time per step = (time for 1 + n tokens - time for 1 token) / n, so the prefill is excluded;
 * constrained (a JSON schema, Llama-3 tokenizer) vs unconstrained decode at batch 64;
 * masking cost: fused masked sampling vs one read of the logits (``logits.max(-1)``);
-* shared prefix (2,000 tokens, 64 requests): the prefix prefilled once and shared (prefix reuse
-  on) vs prefilled per request (off), each followed by 32 graph decode steps.
+* engine decode ms/step through ``Runtime`` (scheduling, forward, sampling, detokenisation) at
+  batch 1 and 64, decode-only steps replayed from CUDA graphs vs eager;
+* shared prefix through ``Runtime`` (2,000 tokens, 64 requests, 16-token distinct suffixes, 32 new
+  tokens each): radix cache on vs off.
+
+    python bench/gpu_bench.py --smoke --tokenizer .carry/llama3-tokenizer.json   # the engine-level
+                                                                                  # sections, tiny, on the CPU
 """
 
 from __future__ import annotations
@@ -232,52 +237,95 @@ def masking_cost(runner, fsm, tables):
         say(f"| {b} | {read:.1f} | {ms:.1f} | {mu:.1f} | {ms / read:.2f}x |")
 
 
-def shared_prefix(runner, steps=32, n_req=64, prefix_len=2000, suffix=16):
+def runtime_prompts(vocab: int, n: int, length: int) -> list[list[int]]:
+    return torch.randint(0, vocab, (n, length)).tolist()
+
+
+def runtime_decode(runner, batches, steps, prompt_len=PROMPT):
+    """Engine-level decode ms/step through ``Runtime``, CUDA graphs on vs off (greedy, ignore_eos).
+
+    ms/step = (wall time of 1 + steps new tokens - wall time of 1 new token) / steps, fresh
+    random prompts each call (radix cache off, so no call reuses another's prefill), after a
+    warm-up that captures the graphs.
+    """
+    from structgen.engine.request import GenerateRequest
+    from structgen.engine.runtime import Runtime
+
     vocab = runner.config.vocab_size
-    prefix = torch.randint(0, vocab, (prefix_len,)).tolist()
-    suffixes = torch.randint(0, vocab, (n_req, suffix)).tolist()
-    ctx = prefix_len + suffix + steps + 64
-    say(f"\n### Shared prefix: {prefix_len}-token prefix, {n_req} requests x ({suffix}-token suffix + {steps} "
-        "decoded tokens), Llama-3.2-1B config")
-    say("(GraphDecoder + model runner: the prefix prefilled once and its KV slots shared, vs prefilled per request)")
-    say("| prefix reuse | prefill s | decode s | total s | generated tok/s |")
+    say(f"\n### Engine decode through Runtime, {prompt_len}-token prompts, {steps} new tokens, greedy, ignore_eos")
+    say("(the whole engine step: scheduling, forward, sampling, detokenisation; element-wise ops eager)")
+    say("| batch | CUDA graphs ms/step | tok/s | no graphs ms/step | tok/s | speed-up |")
+    say("|---|---|---|---|---|---|")
+    kv = max(batches) * (prompt_len + steps + 8) + 64
+    rts = {g: Runtime(runner=runner, kv_cache_tokens=kv, max_batch_size=max(batches), radix_cache=False, cuda_graphs=g)
+           for g in (True, False)}
+
+    def gen(rt, b, n):
+        prompts = runtime_prompts(vocab, b, prompt_len)
+        t0 = time.perf_counter()
+        handles = [rt.submit(GenerateRequest(p, max_tokens=n, ignore_eos=True)) for p in prompts]
+        assert all(h.result().completion_tokens == n for h in handles)
+        return time.perf_counter() - t0
+
+    for b in batches:
+        ms = {}
+        for g, rt in rts.items():
+            gen(rt, b, 2), gen(rt, b, steps + 1)  # warm-up: graph capture, kernels
+            one = min(gen(rt, b, 1) for _ in range(2))
+            ms[g] = (min(gen(rt, b, steps + 1) for _ in range(2)) - one) * 1000 / steps
+        say(f"| {b} | {ms[True]:.3f} | {b * 1000 / ms[True]:,.0f} | {ms[False]:.3f} | {b * 1000 / ms[False]:,.0f} "
+            f"| {ms[False] / ms[True]:.2f}x |")
+    for rt in rts.values():
+        rt.shutdown()
+
+
+def shared_prefix(runner, n_req=64, prefix_len=2000, suffix=16, new=32):
+    """The real ``Runtime`` with its radix cache on vs off: ``n_req`` requests sharing a prefix."""
+    from structgen.engine.request import GenerateRequest
+    from structgen.engine.runtime import Runtime
+
+    vocab = runner.config.vocab_size
+    say(f"\n### Shared prefix through Runtime: {prefix_len}-token prefix, {n_req} requests x ({suffix}-token "
+        f"distinct suffix + {new} new tokens), greedy, ignore_eos")
+    say("(all requests submitted at once; wall time from submit to the last result; a warm-up run with "
+        "another prefix first)")
+    say("| radix cache | wall s | generated tok/s | cached_prompt_tokens | forward tokens |")
     say("|---|---|---|---|---|")
     out = {}
-    for reuse in (True, False):
-        pool = runner.new_kv_pool(n_req * (prefix_len + suffix + steps + 8) + prefix_len + 8)
-        sync()
-        t0 = time.perf_counter()
-        seqs = []
-        if reuse:
-            pslots = pool.alloc(prefix_len)
-            runner.forward(ForwardBatch.build([(prefix, 0, pslots, pslots)]), pool)
-            for i in range(0, n_req, 16):
-                batch = []
-                for sfx in suffixes[i : i + 16]:
-                    own = pool.alloc(suffix + steps)
-                    n = suffix - 1
-                    batch.append((sfx[:-1], prefix_len, own[:n], torch.cat([pslots, own[:n]])))
-                    seqs.append(DecodeSeq(sfx[-1], prefix_len + n, torch.cat([pslots, own])))
-                runner.forward(ForwardBatch.build(batch), pool)
-        else:
-            starts = prefill(runner, pool, [prefix + s for s in suffixes], prefix_len + suffix + steps, chunk=8)
-            seqs = [DecodeSeq(t, p, s) for t, p, s in starts]
-        sync()
-        t1 = time.perf_counter()
-        dec = GraphDecoder(runner, pool, max_batch=n_req, max_context=ctx, max_steps=steps + 8)
-        dec.start(seqs)  # captures the graph on first use (not timed)
-        sync()
-        t1b = time.perf_counter()
-        dec.run(steps)
-        sync()
-        t2 = time.perf_counter()
-        total = (t1 - t0) + (t2 - t1b)
-        out[reuse] = total
-        say(f"| {'on' if reuse else 'off'} | {t1 - t0:.3f} | {t2 - t1b:.3f} | {total:.3f} | "
-            f"{n_req * steps / total:,.0f} |")
-        del dec, pool
-        torch.cuda.empty_cache()
-    say(f"speed-up with prefix reuse: {out[False] / out[True]:.1f}x")
+    for radix in (True, False):
+        kv = n_req * (prefix_len + suffix + new + 8) + 64
+        with Runtime(runner=runner, kv_cache_tokens=kv, max_batch_size=n_req, radix_cache=radix) as rt:
+            for timed in (False, True):
+                prefix = runtime_prompts(vocab, 1, prefix_len)[0]
+                prompts = [prefix + sfx for sfx in runtime_prompts(vocab, n_req, suffix)]
+                before = rt.stats()
+                t0 = time.perf_counter()
+                handles = [rt.submit(GenerateRequest(p, max_tokens=new, ignore_eos=True)) for p in prompts]
+                assert all(h.result().completion_tokens == new for h in handles)
+                wall = time.perf_counter() - t0
+            after = rt.stats()
+        cached = after["cached_prompt_tokens"] - before["cached_prompt_tokens"]
+        fwd = after["forward_tokens"] - before["forward_tokens"]
+        out[radix] = wall
+        say(f"| {'on' if radix else 'off'} | {wall:.3f} | {n_req * new / wall:,.0f} | {cached:,} | {fwd:,} |")
+    say(f"speed-up with the radix cache: {out[False] / out[True]:.1f}x")
+
+
+def smoke(args) -> None:
+    """Every engine-level section, tiny, on the CPU (checks the code paths, not speed)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from structgen.engine.models.weights import random_weights
+
+    tiny = dict(LLAMA_1B, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=512)
+    config = ModelConfig.from_hf({**tiny, "architectures": ["LlamaForCausalLM"]})
+    dev = torch.device("cpu")
+    runner = ModelRunner(config, DecoderModel(config, random_weights(config, dev, torch.float32), dev, torch.float32),
+                         PreTrainedTokenizerFast(tokenizer_file=args.tokenizer))
+    say("## smoke run: tiny Llama-shaped model on the CPU (figures mean nothing)")
+    runtime_decode(runner, (1, 4), 4, prompt_len=8)
+    shared_prefix(runner, n_req=4, prefix_len=40, suffix=4, new=4)
 
 
 def main() -> None:
@@ -289,7 +337,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--hf-steps", type=int, default=32)
     ap.add_argument("--write", help="append the tables to this markdown file")
+    ap.add_argument("--smoke", action="store_true", help="the engine-level sections, tiny, on the CPU (needs --tokenizer)")
     args = ap.parse_args()
+    if args.smoke:
+        if not args.tokenizer:
+            ap.error("--smoke needs --tokenizer (a Llama-3 tokenizer.json)")
+        return smoke(args)
     if args.quick:
         args.skip_compile, args.steps, args.hf_steps = True, 32, 16
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -301,12 +354,23 @@ def main() -> None:
     hf, runner = build(LLAMA_1B)
     decode_table("Llama-3.2-1B config", hf, runner, batches, args.steps, args.hf_steps, args)
     if args.tokenizer:
-        fsm, dec = constrained(runner, args.tokenizer, args.steps)
-        masking_cost(runner, fsm, dec.tables)
-        del dec
+        from transformers import PreTrainedTokenizerFast
+
+        from structgen.engine.models.decoder import EAGER_OPS
+
+        runner.tokenizer = PreTrainedTokenizerFast(tokenizer_file=args.tokenizer)
+        runner.model.decode_ops = EAGER_OPS  # the engine does not compile them (GraphDecoder did above)
+        runtime_decode(runner, batches, args.steps)
+        shared_prefix(runner)
+        try:
+            fsm, dec = constrained(runner, args.tokenizer, args.steps)
+        except ModuleNotFoundError as exc:  # e.g. jsonschema (schema checks) missing on this machine
+            say(f"\n(constrained run skipped: {exc})")
+        else:
+            masking_cost(runner, fsm, dec.tables)
+            del dec
     else:
-        say("\n(constrained run skipped: pass --tokenizer PATH/tokenizer.json of Llama 3)")
-    shared_prefix(runner)
+        say("\n(constrained and engine-level runs skipped: pass --tokenizer PATH/tokenizer.json of Llama 3)")
     del hf, runner
     torch.cuda.empty_cache()
     hf, runner = build(SMOLLM2_135M)

@@ -2,9 +2,10 @@
 ``has_unfinished`` — over a model runner, a KV pool, a radix cache and a scheduler.
 
 Each ``step``: the scheduler picks chunks (decode tokens, prefill chunks, recomputation after
-preemption or jump-forward); one forward pass computes them; constrained rows are masked in one
-batched op from their FSM states' bitmask rows; the sampler picks a token per row; each
-sequence's FSM state advances; finished sequences release their slots to the radix cache.
+preemption or jump-forward); one forward pass computes them (on CUDA, a decode-only step replays
+a captured graph: ``graph_runner.py``); constrained rows are masked in one batched op from their
+FSM states' bitmask rows; the sampler picks a token per row; each sequence's FSM state advances;
+finished sequences release their slots to the radix cache.
 
 Jump-forward: when the automaton admits exactly one continuation (``fsm.forced_bytes``), its
 bytes are appended without a forward pass per token. The last few generated tokens and the
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .detokenizer import make_text_decoder
 from .jump_forward import plan_jump, token_bytes
 from .request import SamplingParams, Sequence
 from .sampler import make_generator, mask_logits_, sample
@@ -52,10 +54,19 @@ class Engine:
 
     def __init__(self, runner: Any, *, kv_cache_tokens: int, max_batch_size: int = 64,
                  chunked_prefill_size: int = 2048, radix_cache: bool = True, jump_forward: bool = True,
-                 max_context: int | None = None):
+                 max_context: int | None = None, cuda_graphs: bool = True):
+        """``cuda_graphs``: on a CUDA model, decode-only steps go through ``self.graph_runner`` (a
+        ``DecodeGraphRunner``; None otherwise). Any ``DecodeGraphRunner`` over ``self.pool`` may be
+        assigned there, e.g. one with ``use_graphs=False`` running the same path eagerly on the CPU."""
         self.runner = runner
         self.tokenizer = runner.tokenizer
         self.pool = runner.new_kv_pool(kv_cache_tokens)
+        self.graph_runner = None
+        if cuda_graphs and _on_cuda(runner):
+            from .graph_runner import DecodeGraphRunner
+
+            self.graph_runner = DecodeGraphRunner(runner, self.pool, max_batch_size=max_batch_size,
+                                                  max_context=max_context or runner.config.max_position_embeddings)
         self.scheduler = Scheduler(self.pool, max_batch_size=max_batch_size, chunked_prefill_size=chunked_prefill_size,
                                    radix_cache=radix_cache, max_context=max_context)
         self.jump_forward = jump_forward
@@ -72,6 +83,7 @@ class Engine:
         """Queue a tokenised request; returns its ``Sequence`` (``RequestError`` if it can never fit)."""
         seq = Sequence(tokens=list(prompt_ids), prompt_len=len(prompt_ids), params=params, fsm=fsm,
                        score_from=score_from, user_data=user_data)
+        seq.text_decoder = make_text_decoder(token_bytes(fsm), self.tokenizer)
         if fsm is not None:
             seq.fsm_state = fsm.initial_state
         if not params.greedy:
@@ -102,7 +114,7 @@ class Engine:
         batch, sample_chunks, score_rows = self._build_batch(chunks)
         warm = self._warm_masks([c.seq for c in sample_chunks if c.seq.fsm is not None])
         try:
-            logits = self.runner.forward(batch, self.pool)  # [n, V] float32
+            logits = self._forward(batch)  # [n, V] float32
         except Exception:
             self.scheduler.rollback(chunks)
             raise
@@ -202,6 +214,14 @@ class Engine:
         )
         return batch, sample_chunks, [(len(sample_rows) + k, s, t) for k, (_, s, t) in enumerate(score_rows)]
 
+    def _forward(self, batch) -> torch.Tensor:
+        """The batch's logits: through the graph runner when it holds the batch, else ``runner.forward``."""
+        if self.graph_runner is not None:
+            logits = self.graph_runner.forward(batch, self.pool)
+            if logits is not None:
+                return logits
+        return self.runner.forward(batch, self.pool)
+
     def _warm_masks(self, seqs: list[Sequence]):
         """Compute the bitmask rows of these FSM states in a helper thread, during the forward pass.
 
@@ -274,21 +294,24 @@ class Engine:
             seq.finish_reason = "length"
 
     def _update_text(self, seq: Sequence) -> None:
-        """Re-decode the output; cut it before the first stop string (finishing the sequence).
+        """Decode the output tokens not yet decoded; cut the text before the first stop string
+        (finishing the sequence).
 
         Constrained output is decoded from the automaton's exact token bytes, so the text is
-        exactly what the constraint matched; free text goes through the tokenizer's decode.
+        exactly what the constraint matched; free text goes through the tokenizer's decode. Both
+        are incremental (``detokenizer.py``): the text equals the full decode of the output, less
+        an incomplete trailing character until it completes or the sequence finishes. Only the
+        new text and the ``len(stop) - 1`` characters before it are searched for a stop string.
         """
         prev = len(seq.text)
-        table = token_bytes(seq.fsm)
-        if table is not None:
-            seq.text = b"".join(table[t] or b"" for t in seq.output_ids).decode("utf-8", errors="replace")
-        else:
-            seq.text = self.tokenizer.decode(seq.output_ids, skip_special_tokens=True)
+        decoder = seq.text_decoder
+        decoder.extend(seq.tokens[seq.prompt_len + decoder.num_tokens :])
+        seq.text = decoder.text
         for stop in seq.params.stop:
-            at = seq.text.find(stop, max(0, prev - len(stop)))
+            at = seq.text.find(stop, max(0, prev - len(stop) + 1))
             if at >= 0:
                 seq.text = seq.text[:at]
+                seq.stop_string = stop
                 seq.finish_reason = "stop"
 
     # ---- jump-forward --------------------------------------------------------------------------
@@ -303,6 +326,7 @@ class Engine:
         out_keep = plan.keep - seq.prompt_len
         added = plan.keep + len(plan.tail) - len(seq.tokens)
         seq.tokens = seq.tokens[: plan.keep] + plan.tail
+        seq.text_decoder.rewind(out_keep)
         seq.fsm_states = seq.fsm_states[:out_keep] + plan.states[:-1]
         seq.fsm_state = plan.states[-1]
         seq.logprobs = seq.logprobs[:out_keep] + [0.0] * len(plan.tail)
@@ -315,6 +339,8 @@ class Engine:
     # ---- bookkeeping ---------------------------------------------------------------------------
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finish_reason = reason
+        if seq.stop_string is None:
+            seq.text = seq.text_decoder.final_text()  # with an incomplete trailing character, replaced
         self.scheduler.finish(seq)
         self._live.pop(seq.seq_id, None)
         self.counters.finished += 1
@@ -352,6 +378,12 @@ def _complete(fsm: Any, state: int) -> bool:
     allowed = fsm.allowed_tokens(state)
     eos = fsm.eos_token_ids
     return len(allowed) <= len(eos) and all(int(t) in eos for t in allowed)
+
+
+def _on_cuda(runner: Any) -> bool:
+    """True for a model runner whose model (``decode_hidden``) lives on a CUDA device."""
+    device = getattr(runner, "device", None)
+    return hasattr(runner, "model") and device is not None and torch.device(device).type == "cuda"
 
 
 def _eos_ids(runner: Any) -> set[int]:

@@ -183,6 +183,8 @@ class Sequence:
     generated: int = 0
     finish_reason: str | None = None
     text: str = ""
+    text_decoder: Any = None  # incremental decoder of the output (``detokenizer.py``)
+    stop_string: str | None = None  # the stop string the text was cut before, if any
     error: str | None = None
     cancelled: bool = False
 

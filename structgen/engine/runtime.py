@@ -40,6 +40,7 @@ class EngineConfig:
     chunked_prefill_size: int = field(default=2048, metadata={"help": "most prompt tokens prefilled per step"})
     radix_cache: bool = field(default=True, metadata={"help": "reuse the KV of shared prompt prefixes"})
     jump_forward: bool = field(default=True, metadata={"help": "append tokens a constraint forces without a forward pass each"})
+    cuda_graphs: bool = field(default=True, metadata={"help": "replay decode-only steps from CUDA graphs captured per batch-size bucket (CUDA only)"})
 
     def validate(self) -> "EngineConfig":
         for name in ("max_batch_size", "chunked_prefill_size"):
@@ -82,7 +83,7 @@ class Runtime:
         c = self.config
         self.engine = Engine(runner, kv_cache_tokens=c.kv_cache_tokens or _auto_kv_tokens(runner),
                              max_batch_size=c.max_batch_size, chunked_prefill_size=c.chunked_prefill_size,
-                             radix_cache=c.radix_cache, jump_forward=c.jump_forward,
+                             radix_cache=c.radix_cache, jump_forward=c.jump_forward, cuda_graphs=c.cuda_graphs,
                              max_context=getattr(runner.config, "max_position_embeddings", None))
         self._vocab = None
         self._vocab_lock = threading.Lock()
