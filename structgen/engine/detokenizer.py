@@ -69,6 +69,7 @@ class TokenizerText:
 
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
+        self._decode = _decoder_of(tokenizer)
         self._ids: list[int] = []
         self.text = ""
         self._prefix = 0  # prefix_offset
@@ -101,8 +102,16 @@ class TokenizerText:
         """The full decode: ``text`` plus whatever is held back."""
         return self.text + self._decode(self._ids[self._prefix :])[len(self._prefix_text) :]
 
-    def _decode(self, ids: list[int]) -> str:
-        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _decoder_of(tokenizer: Any):
+    """``ids -> tokenizer.decode(ids, skip_special_tokens=True)``, through the Rust ``tokenizers``
+    backend when the result is the same (no space clean-up): the Python wrapper costs ~10x more
+    per call, and this runs once or twice per generated token."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if hasattr(backend, "decode") and not getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        return lambda ids: backend.decode(ids, skip_special_tokens=True)
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def make_text_decoder(table: Sequence[bytes | None] | None, tokenizer: Any) -> ByteText | TokenizerText:
