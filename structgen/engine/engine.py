@@ -228,11 +228,11 @@ class Engine:
         A state's row is computed on its first visit (a walk of the whole vocabulary); doing it
         while the model runs hides that cost. Returns a future, or None when there is nothing to do.
         """
-        if not seqs:
+        pairs = [(s.fsm, s.fsm_state) for s in seqs if not _expanded(s.fsm, s.fsm_state)]
+        if not pairs:  # every row is known: handing nothing to the thread costs a wake-up per step
             return None
         if self._pool_exec is None:
             self._pool_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="structgen-fsm")
-        pairs = [(s.fsm, s.fsm_state) for s in seqs]
         return self._pool_exec.submit(_compute_masks, pairs)
 
     def _score(self, logits: torch.Tensor, score_rows: list) -> None:
@@ -350,6 +350,12 @@ class Engine:
     def _take_done(self) -> list[Sequence]:
         done, self._done = self._done, []
         return done
+
+
+def _expanded(fsm: Any, state: int) -> bool:
+    """Whether ``fsm`` already holds the row of ``state`` (False when it cannot tell)."""
+    known = getattr(fsm, "is_expanded", None)
+    return bool(known(state)) if known is not None else False
 
 
 def _compute_masks(pairs: list) -> None:

@@ -104,6 +104,7 @@ class Scheduler:
         chunks: list[Chunk] = []
         budget = self.chunked_prefill_size
         preempted = False
+        decode_slots = self._decode_block()
         i = 0
         while i < len(self.running):
             seq = self.running[i]
@@ -112,7 +113,7 @@ class Scheduler:
             if n <= 0:
                 i += 1
                 continue
-            slots = self._alloc(n)
+            slots = decode_slots.pop() if remaining == 1 and decode_slots else self._alloc(n)
             while slots is None and self.running[-1] is not seq:
                 self.preempt(self.running[-1])
                 preempted = True
@@ -125,9 +126,21 @@ class Scheduler:
                 budget -= n
             chunks.append(Chunk(seq, seq.num_computed, slots))
             i += 1
+        if decode_slots:  # sequences preempted (or a break) before taking theirs
+            self.pool.free(torch.cat(decode_slots))
         if not preempted:
             chunks += self._admit(budget, chunks)
         return chunks
+
+    def _decode_block(self) -> list[torch.Tensor]:
+        """One slot per running sequence that decodes a single token, allocated in one call when
+        they all fit without eviction (a stack: ``pop()`` serves them in running order); else []
+        and each is allocated on its own (the path that may evict or preempt)."""
+        n = sum(1 for s in self.running if len(s.tokens) - s.num_computed == 1)
+        if n < 2 or n > self.pool.num_free:
+            return []
+        block = self.pool.alloc(n)  # [n]
+        return [block[k : k + 1] for k in range(n - 1, -1, -1)]
 
     def _admit(self, budget: int, chunks: list[Chunk]) -> list[Chunk]:
         """Move waiting sequences to running while batch size, budget and slots allow."""

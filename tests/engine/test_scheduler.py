@@ -36,10 +36,10 @@ def alone(runner):
     return [greedy_reference(runner, p, 10) for p in _prompts(runner, 16)]
 
 
-@pytest.mark.parametrize("radix", [True, False])
-def test_tiny_pool_many_requests_same_output_as_alone_and_preempts(runner, radix, alone):
+@pytest.mark.parametrize("radix,pool", [(True, 48), (False, 48), (True, 40), (False, 64)])
+def test_tiny_pool_many_requests_same_output_as_alone_and_preempts(runner, radix, pool, alone):
     prompts = _prompts(runner, 16)
-    engine = Engine(runner, kv_cache_tokens=48, max_batch_size=16, chunked_prefill_size=24, radix_cache=radix)
+    engine = Engine(runner, kv_cache_tokens=pool, max_batch_size=16, chunked_prefill_size=24, radix_cache=radix)
     seqs = _run(engine, prompts, 10)
     assert [s.output_ids for s in seqs] == alone
     assert all(s.finish_reason == "length" for s in seqs)
