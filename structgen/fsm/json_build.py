@@ -13,7 +13,10 @@ where they accept every U-spelling, so complements exclude every spelling of wha
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
+import threading
 from typing import Any, NamedTuple
 
 from ..errors import CompileLimitError, SchemaError
@@ -26,7 +29,7 @@ from .json_merge import (
     negate_schema,
     negated_required,
 )
-from .json_numbers import NumberBuilder
+from .json_numbers import Bounds, NumberBuilder
 from .json_objects import ContainerBuilder
 from .json_refs import Refs
 from .json_strings import StringBuilder
@@ -44,10 +47,109 @@ class Result(NamedTuple):
 
 
 class Branch(NamedTuple):
-    """One alternative of a disjunctive normal form: atoms to merge, results to intersect."""
+    """One alternative of a disjunctive normal form: atoms to merge, results to intersect, and
+    the ref targets that were open (once per opening) while the atoms were gathered: compiling
+    the atoms reopens them, so recursion through ``anyOf``/``allOf`` of ``$ref`` counts towards
+    ``max_recursion_depth`` like recursion through a property does."""
 
     atoms: tuple
     results: tuple
+    refs: tuple = ()
+
+
+class Kit(NamedTuple):
+    """The schema-independent pieces a ``Builder`` starts from, all in one pool."""
+
+    lex: Lex
+    nums: NumberBuilder
+    strs: StringBuilder
+    cont: ContainerBuilder
+    anyv: int
+    formats: dict[str, int]  # format name -> encoded string content (json_types.format_content)
+
+
+def _build_kit(pool: ExprPool, whitespace: str) -> Kit:
+    lex = Lex(pool, whitespace)
+    return Kit(lex, NumberBuilder(lex), StringBuilder(lex), ContainerBuilder(lex), lex.any_value(), {})
+
+
+class _Template:
+    """A pool holding the kit, built once per process and whitespace policy (``_template``).
+    Formats are added the first time a schema names one; the pool only grows (ids keep their
+    meaning) and is read and grown under ``lock`` only."""
+
+    def __init__(self, whitespace: str):
+        self.lock = threading.Lock()
+        self.pool = ExprPool()
+        self.kit = _build_kit(self.pool, whitespace)
+        self.kit.strs.prepare_ascii()
+        for integer, digits_only in ((False, False), (True, False), (True, True)):  # unbounded numbers
+            self.kit.nums.number(Bounds(), integer, digits_only)
+
+    def copy_into(self, pool: ExprPool, formats: set[str]) -> Kit | None:
+        """The kit in fresh ``pool`` (``ExprPool.adopt``), holding the supported ``formats``;
+        None when the template is larger than ``pool.max_nodes``."""
+        from .json_formats import FORMATS
+        from .json_types import format_content
+
+        kit = self.kit
+        with self.lock:
+            for fmt in sorted(formats):
+                if fmt in FORMATS and fmt not in kit.formats:
+                    kit.formats[fmt] = format_content(kit.strs, fmt)
+            if len(self.pool) > pool.max_nodes:
+                return None
+            pool.adopt(self.pool)
+            lex = _rebound(kit.lex, pool, None)
+            return Kit(lex, _rebound(kit.nums, pool, lex), _rebound(kit.strs, pool, lex),
+                       _rebound(kit.cont, pool, lex), kit.anyv, dict(kit.formats))
+
+
+@functools.cache
+def _template(whitespace: str) -> _Template:
+    return _Template(whitespace)
+
+
+def _kit_for(pool: ExprPool, whitespace: str, schema: Any) -> Kit:
+    """The kit in ``pool``: a fresh pool (one per compiled constraint, the usual case) becomes a
+    copy of the template, holding the formats ``schema`` names, which costs a table copy instead
+    of rebuilding the lexical pieces and formats (milliseconds per schema); any other pool gets
+    the kit built in place."""
+    if pool.is_fresh():
+        kit = _template(whitespace).copy_into(pool, _format_names(schema))
+        if kit is not None:
+            return kit
+    return _build_kit(pool, whitespace)
+
+
+def _format_names(schema: Any) -> set[str]:
+    """Every string value of a ``format`` key anywhere in ``schema`` (a superset of the formats
+    its subschemas use)."""
+    out, stack = set(), [schema]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            fmt = x.get("format")
+            if isinstance(fmt, str):
+                out.add(fmt)
+            stack.extend(v for v in x.values() if isinstance(v, (dict, list)))
+        elif isinstance(x, list):
+            stack.extend(v for v in x if isinstance(v, (dict, list)))
+    return out
+
+
+def _rebound(obj: Any, pool: ExprPool, lex: Lex | None) -> Any:
+    """A shallow copy of a kit object moved to ``pool`` (ids are equal there after ``adopt``):
+    its pool and Lex references replaced, its memo dicts copied so the template stays as is."""
+    new = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if isinstance(value, ExprPool):
+            setattr(new, name, pool)
+        elif isinstance(value, Lex):
+            setattr(new, name, lex)
+        elif isinstance(value, dict):
+            setattr(new, name, dict(value))
+    return new
 
 
 class Builder:
@@ -56,13 +158,10 @@ class Builder:
         self.refs = refs
         self.strict = strict
         self.max_depth = max_depth
-        self.lex = Lex(pool, whitespace)
-        self.nums = NumberBuilder(self.lex)
-        self.strs = StringBuilder(self.lex)
-        self.cont = ContainerBuilder(self.lex)
-        self.anyv = self.lex.any_value()
+        kit = _kit_for(pool, whitespace, refs.root)
+        self.lex, self.nums, self.strs, self.cont, self.anyv = kit.lex, kit.nums, kit.strs, kit.cont, kit.anyv
+        self.format_cache: dict[str, int] = kit.formats
         self.dropped: list[tuple[str, str]] = []
-        self.format_cache: dict[str, int] = {}
         self._ref_depth: dict[str, int] = {}
         self._open_refs = 0
         self._nesting = 0
@@ -184,7 +283,8 @@ class Builder:
         depth = self._ref_depth.get(tptr, 0)
         if depth > self.max_depth or self._open_refs >= MAX_REF_NESTING:
             return [Branch((), (Result(self.pool.nothing, False),))]
-        return self._inside(tptr, depth, lambda: self.expand(target, tptr))
+        branches = self._inside(tptr, depth, lambda: self.expand(target, tptr))
+        return [Branch(b.atoms, b.results, b.refs + (tptr,)) for b in branches]
 
     def _inside(self, tptr: str, depth: int, work):
         """Run ``work`` with ref target ``tptr`` open one level deeper."""
@@ -246,14 +346,22 @@ class Builder:
     def compile_branch(self, br: Branch, ptr: str) -> Result:
         from .json_types import build_flat
 
-        r = build_flat(self, merge(list(br.atoms)), ptr)
+        saved = dict(self._ref_depth)
+        for t in br.refs:
+            self._ref_depth[t] = self._ref_depth.get(t, 0) + 1
+        self._open_refs += len(br.refs)
+        try:
+            r = build_flat(self, merge(list(br.atoms)), ptr)
+        finally:
+            self._ref_depth = saved
+            self._open_refs -= len(br.refs)
         exprs = [r.expr] + [x.expr for x in br.results]
         return Result(self.pool.and_(*exprs), r.complete and all(x.complete for x in br.results))
 
     def _product(self, left: list[Branch], right: list[Branch], ptr: str, fallback) -> list[Branch]:
         if fallback is not None:
-            return [Branch(b.atoms, b.results + (fallback,)) for b in left]
-        return [Branch(a.atoms + b.atoms, a.results + b.results) for a in left for b in right]
+            return [Branch(b.atoms, b.results + (fallback,), b.refs) for b in left]
+        return [Branch(a.atoms + b.atoms, a.results + b.results, a.refs + b.refs) for a in left for b in right]
 
     def _disjunctions(self, s: dict, ptr: str):
         """anyOf / oneOf / dependency keywords as (kind, alternatives, pointer)."""

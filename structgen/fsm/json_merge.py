@@ -192,6 +192,19 @@ def json_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def json_key(v: Any) -> Any:
+    """A hashable key with ``json_key(a) == json_key(b)`` exactly when ``json_equal(a, b)``."""
+    if isinstance(v, bool):
+        return ("b", v)
+    if isinstance(v, (int, float)):
+        return ("n", to_decimal(v))
+    if isinstance(v, list):
+        return ("l", tuple(json_key(x) for x in v))
+    if isinstance(v, dict):
+        return ("d", frozenset((k, json_key(x)) for k, x in v.items()))
+    return (type(v).__name__, v)
+
+
 def json_type(v: Any) -> str:
     if v is None:
         return "null"
@@ -214,14 +227,14 @@ def enum_values(m: Merged) -> list | None:
         return None
     values = list(m.enums[0][0])
     for other, _ in m.enums[1:]:
-        values = [v for v in values if any(json_equal(v, w) for w in other)]
+        keys = {json_key(w) for w in other}
+        values = [v for v in values if json_key(v) in keys]
     if m.types is not None:
         values = [v for v in values if json_type(v) in m.types or (json_type(v) == "integer" and "number" in m.types)]
-    out: list = []
+    out: dict = {}
     for v in values:
-        if not any(json_equal(v, w) for w in out):
-            out.append(v)
-    return out
+        out.setdefault(json_key(v), v)
+    return list(out.values())
 
 
 def absent(key: str) -> dict:

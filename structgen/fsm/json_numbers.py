@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from ..errors import SchemaError
-from .json_lex import Lex
+from .json_lex import MANTISSA_FRAC_DIGITS, Lex
 
 MAX_EXP = 999
 MAX_ENUMERATED = 2000
@@ -74,6 +74,7 @@ class NumberBuilder:
         self.dot = p.literal(".")
         self.frac_any = p.optional(p.concat(self.dot, p.plus(lex.digit)))
         self.zero_frac = p.optional(p.concat(self.dot, p.plus(p.literal("0"))))
+        self._numbers: dict[tuple[Bounds, bool, bool], int] = {}  # memo of ``number``
 
     # ------------------------------------------------------------------ digit strings
     def digits(self, lo: int, hi: int) -> int:
@@ -232,6 +233,13 @@ class NumberBuilder:
     def number(self, b: Bounds, integer: bool = False, digits_only: bool = False) -> int:
         """Signed numbers in ``b``; ``integer`` keeps integral values only; ``digits_only``
         (draft-04 integers, where ``1.0`` is not an integer) also drops ``.0`` and exponents."""
+        key = (b, integer, digits_only)  # equal Decimals (1 and 1.0) bound the same numbers
+        found = self._numbers.get(key)
+        if found is None:
+            found = self._numbers[key] = self._number(b, integer, digits_only)
+        return found
+
+    def _number(self, b: Bounds, integer: bool, digits_only: bool) -> int:
         p = self.p
         if b.empty():
             return p.nothing
@@ -286,8 +294,31 @@ class NumberBuilder:
         return p.alt(p.alt_of(small), long)
 
     def const_number(self, x: Decimal) -> int:
-        """Every U-text of the number ``x`` (``1``, ``1.0``, ``1e0``, ``-0``...)."""
-        return self.number(Bounds(x, False, x, False), integer=x == x.to_integral_value())
+        """Every U-text of the number ``x`` (``1``, ``1.0``, ``1e0``, ``-0``...): the language of
+        ``number(Bounds(x, False, x, False), integer=<x integral>)``, spelled out directly."""
+        p = self.p
+        texts = self._magnitude_texts(abs(x))
+        if x.is_zero():
+            return p.alt(texts, p.concat(p.literal("-"), texts))
+        return p.concat(p.literal("-"), texts) if x < 0 else texts
+
+    def _magnitude_texts(self, m: Decimal) -> int:
+        """Unsigned U-texts valued exactly ``m`` >= 0: plain (trailing fraction zeros free) and
+        normalised scientific (one mantissa, every spelling of its exponent)."""
+        p = self.p
+        ip, fd = _split(m)
+        if fd:
+            plain = p.concat(p.literal(f"{ip}.{fd}"), p.star(p.literal("0")))
+        else:
+            plain = p.concat(p.literal(str(ip)), self.zero_frac)
+        if m.is_zero():
+            return plain
+        digits = "".join(map(str, m.as_tuple().digits)).rstrip("0")  # significant, from the first non-zero
+        e = m.adjusted()
+        if not -MAX_EXP <= e <= MAX_EXP or len(digits) > MANTISSA_FRAC_DIGITS + 1:
+            return plain
+        mantissa = digits if len(digits) == 1 else f"{digits[0]}.{digits[1:]}"
+        return p.alt(plain, p.concat(p.literal(mantissa), self.exponent(e, e)))
 
 
 def _int_lo(x: Decimal, strict: bool) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SchemaError
-from .json_merge import json_equal, negate_schema
+from .json_merge import json_key, negate_schema
 
 _CLASSES = {
     "object": b"{", "array": b"[", "string": b'"', "boolean": b"tf", "null": b"n", "number": b"-0123456789",
@@ -102,12 +102,17 @@ def _finite_values(builder, prop: Any, depth: int) -> list | None:
 
 
 def _values_disjoint(a: list | None, b: list | None) -> bool:
-    return a is not None and b is not None and not any(json_equal(x, y) for x in a for y in b)
+    return a is not None and b is not None and _no_common_value(a, b)
 
 
 def _disc_disjoint(a: dict, b: dict) -> bool:
     for key, va in a.items():
         vb = b.get(key)
-        if vb is not None and not any(json_equal(x, y) for x in va for y in vb):
+        if vb is not None and _no_common_value(va, vb):
             return True
     return False
+
+
+def _no_common_value(a: list, b: list) -> bool:
+    """No value of ``a`` equals (``json_equal``) one of ``b``."""
+    return {json_key(x) for x in a}.isdisjoint(json_key(y) for y in b)

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import SchemaError
+from .json_meta import proves_valid
 
 _DRAFTS = {
     "draft-03": 3, "draft-04": 4, "draft-06": 6, "draft-07": 7, "2019-09": 2019, "2020-12": 2020,
@@ -37,6 +38,12 @@ def check_metaschema(schema: Any) -> None:
     from jsonschema.validators import validator_for
 
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        proved = proves_valid(cls, schema)  # the common case, without jsonschema's slower walk
+    except RecursionError:
+        proved = False
+    if proved:
+        return
     try:
         error = jsonschema.exceptions.best_match(_meta_validator(cls).iter_errors(schema))
     except Exception as e:  # noqa: BLE001 - any failure inside jsonschema means: cannot check

@@ -175,6 +175,12 @@ class StringBuilder:
             return p.repeat(m[node[1]], node[2], node[3])
         raise AssertionError(f"unknown node kind {kind}")
 
+    def prepare_ascii(self) -> None:
+        """Lift every single ASCII byte now, so that lifting keys and literals later is mostly
+        memo lookups (templates do this once per process)."""
+        for b in range(128):
+            self._lift_bytes(1 << b)
+
     def _lift_bytes(self, mask: int) -> int:
         found = self._byte_memo.get(mask)
         if found is not None:

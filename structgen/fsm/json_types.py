@@ -159,17 +159,23 @@ def _string(b, m: Merged) -> int:
 
 
 def _format(b, fmt: Any, ptr: str) -> int:
-    strs, p = b.strs, b.pool
+    strs = b.strs
     if fmt not in FORMATS:
         b.drop("format", ptr, f"format {fmt!r} is not supported (supported: {', '.join(sorted(FORMATS))})")
         return strs.content_any
     cache = b.format_cache
     if fmt not in cache:
-        value = strs.regex_value(FORMATS[fmt])
-        if fmt == "hostname":
-            value = p.and_(value, p.repeat(p.byte_range(0, 0x7F), 1, MAX_HOSTNAME))
-        cache[fmt] = strs.lift(value)
+        cache[fmt] = format_content(strs, fmt)
     return cache[fmt]
+
+
+def format_content(strs, fmt: str) -> int:
+    """Encoded string content whose value is in format ``fmt`` (a key of ``FORMATS``)."""
+    p = strs.p
+    value = strs.regex_value(FORMATS[fmt])
+    if fmt == "hostname":
+        value = p.and_(value, p.repeat(p.byte_range(0, 0x7F), 1, MAX_HOSTNAME))
+    return strs.lift(value)
 
 
 # ---------------------------------------------------------------------- containers
@@ -258,6 +264,9 @@ def _member_value(b, m: Merged, key: str):
 def _extra_members(b, m: Merged, keys: list[str], names: list[int]):
     """Member language of keys other than ``keys`` (None when no such member is allowed)."""
     p, lex = b.pool, b.lex
+    if any(a.schema.get("additionalProperties", True) is False and not a.schema.get("patternProperties")
+           for a in m.obj_atoms):
+        return None  # one atom forbids every undeclared key
     declared = p.alt_of(_key_any(b, k) for k in keys)
     key_lang = p.diff(lex.any_string, declared) if keys else lex.any_string
     for n in names:

@@ -53,6 +53,8 @@ from .rx_derive import (
     Derivatives,
 )
 
+_FRESH_SIZE = 3  # NOTHING, EPS and the universal language
+
 
 class ExprPool(Derivatives):
     """Owns expression nodes; ids are small ints, equal expressions get equal ids.
@@ -72,6 +74,29 @@ class ExprPool(Derivatives):
         assert self._intern((_NOTHING,), False, False) == NOTHING_ID
         assert self._intern((_EPS,), True, False) == EPS_ID
         self.universal = self.not_(NOTHING_ID)
+
+    def is_fresh(self) -> bool:
+        """True while the pool holds only the nodes every pool starts with (nothing built yet)."""
+        return len(self._nodes) == _FRESH_SIZE and not self._rows and not self._live
+
+    def adopt(self, template: ExprPool) -> None:
+        """Make this fresh pool an exact copy of ``template`` (nodes, memoised rows, liveness):
+        every id of ``template`` means the same expression here. Copying tables is far cheaper
+        than rebuilding what a template holds (lexical pieces, formats); ``template`` is only
+        read. Raises ``ValueError`` unless ``is_fresh()``, ``CompileLimitError`` past ``max_nodes``.
+        """
+        if not self.is_fresh():
+            raise ValueError("adopt() needs a fresh pool")
+        if len(template._nodes) > self.max_nodes:
+            raise CompileLimitError(
+                f"expression grew past {self.max_nodes} nodes; simplify the constraint or raise max_nodes"
+            )
+        self._nodes = list(template._nodes)
+        self._ids = dict(template._ids)
+        self._nullable = list(template._nullable)
+        self._has_bool = list(template._has_bool)
+        self._rows = dict(template._rows)
+        self._live = dict(template._live)
 
     # ------------------------------------------------------------------ constructors
     def _intern(self, node: tuple, nullable: bool, has_bool: bool) -> int:
@@ -114,7 +139,12 @@ class ExprPool(Derivatives):
         """Exactly these bytes (a ``str`` is UTF-8 encoded)."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        return self.concat(*[self.byteset(1 << b) for b in data])
+        out = EPS_ID
+        intern, byteset = self._intern, self.byteset
+        for b in reversed(data):  # single bytes right-nested: already the normal form
+            head = byteset(1 << b)
+            out = head if out == EPS_ID else intern((_CONCAT, head, out), False, False)
+        return out
 
     def concat(self, *parts: int) -> int:
         """Concatenation of ``parts`` in order."""
@@ -138,8 +168,9 @@ class ExprPool(Derivatives):
                 a = na[2]
                 na = self._nodes[a]
             out = self._concat2(a, b)
-            for x in reversed(heads):
-                out = self._concat2(x, out)
+            nullable, has_bool = self._nullable, self._has_bool
+            for x in reversed(heads):  # heads of a normal CONCAT: neither EPS, NOTHING nor CONCAT
+                out = self._intern((_CONCAT, x, out), nullable[x] and nullable[out], has_bool[x] or has_bool[out])
             return out
         return self._intern(
             (_CONCAT, a, b), self._nullable[a] and self._nullable[b], self._has_bool[a] or self._has_bool[b]

@@ -163,6 +163,22 @@ def test_recursion_beyond_depth_is_not_generated():
     assert not dfa.matches("[[[[[]]]]]")
 
 
+@pytest.mark.parametrize("draft", ["http://json-schema.org/draft-04/schema#", "https://json-schema.org/draft/2020-12/schema"])
+def test_recursion_through_anyof_of_refs_is_cut_at_the_depth_too(draft):
+    """A recursive ref reached through ``anyOf`` (its atoms merged, not compiled as a ref) counts
+    towards the depth like one reached through a property (it used to unroll without bound)."""
+    node = {"type": "object", "required": ["id"], "additionalProperties": False,
+            "properties": {"id": {"type": "integer"},
+                           "children": {"type": "array", "items": {"anyOf": [{"$ref": "#/definitions/node"},
+                                                                             {"type": "null"}]}}}}
+    schema = {"$schema": draft, "definitions": {"node": node}, "$ref": "#/definitions/node"}
+    dfa = compile_bytes(JsonSchema(schema, max_recursion_depth=2))
+    assert dfa.matches('{"id": 1, "children": [{"id": 2, "children": [null, {"id": 3}]}]}')
+    assert not dfa.matches('{"id": 1, "children": [{"id": 2, "children": [{"id": 3, "children": [{"id": 4, '
+                           '"children": [{"id": 5, "children": [{"id": 6}]}]}]}]}]}')
+    assert not dfa.matches('{"id": 1, "children": [{"id": "2"}]}')
+
+
 @pytest.mark.parametrize("schema", [{"enum": ["abc", "é/\n", 1]}, {"const": {"k": ["abc", {"é/\n": "é/\n"}]}}],
                          ids=["enum", "nested-const"])
 def test_enum_and_const_strings_only_in_json_dumps_spellings(schema):
@@ -185,3 +201,50 @@ def test_negated_enum_still_rejects_every_spelling():
     one = compile_bytes(JsonSchema({"oneOf": [{"enum": ["abcd", "x"]}, {"type": "string", "maxLength": 3}]}))
     assert one.matches('"abcd"') and one.matches('"ab"')
     assert not one.matches('"x"') and not one.matches('"\\u0078"')
+
+
+def test_fresh_and_used_pools_give_the_same_language():
+    """A fresh pool starts as a copy of the per-process template; a used one builds in place."""
+    from structgen.fsm.json_schema import schema_to_expr
+    from structgen.fsm.rx import ExprPool
+
+    schema = {"type": "object", "properties": {"d": {"type": "string", "format": "date"},
+                                               "n": {"type": "integer", "minimum": 1}}, "required": ["d"]}
+    used = ExprPool()
+    used.literal("something else first")
+    fresh = ExprPool()
+    a, b = schema_to_expr(schema, fresh), schema_to_expr(schema, used)
+    texts = ['{"d": "2024-02-29"}', '{"d": "2023-02-29"}', '{"d": "2024-01-01", "n": 1}', '{"d": "2024-01-01", "n": 0}',
+             '{"d": "2024-01-01", "x": null}', '{"n": 3}', '{"d": "2024-1-01"}']
+    assert [fresh.matches(a, t.encode()) for t in texts] == [used.matches(b, t.encode()) for t in texts]
+    assert [fresh.matches(a, t.encode()) for t in texts] == [True, False, True, False, True, False, False]
+
+
+def test_enum_values_compare_as_json_when_deduplicated_and_intersected():
+    from structgen.fsm.json_merge import json_equal, json_key
+
+    values = [1, 1.0, True, False, 0, 0.0, -0.0, "1", None, [1], [1.0], [True], {"a": 1}, {"a": 1.0},
+              {"a": 1, "b": [2]}, {"b": [2.0], "a": 1}, [], {}, "", 10**30, 1e30]
+    for x in values:
+        for y in values:
+            assert (json_key(x) == json_key(y)) == json_equal(x, y), (x, y)
+    dfa = compile_bytes(JsonSchema({"allOf": [{"enum": [1, True, "a", [1]]}, {"enum": [1.0, 1, [1.0], "b"]}]}))
+    assert dfa.matches("1") and dfa.matches("[1]") and dfa.matches("1.0")
+    assert not dfa.matches("true") and not dfa.matches('"a"') and not dfa.matches('"b"')
+
+
+@pytest.mark.parametrize("value", [0, -0.0, 7, -12, 1.5, -2.25, 0.25, 1e-05, 1e16, 1e17, 2**70, 1.2345678901234567,
+                                   5e-324, 1.7976931348623157e308, 123456789012345678901, 99.75])
+def test_const_number_is_the_point_range_of_number(value):
+    """``const_number`` spells out directly what ``number`` builds for the range [x, x]."""
+    from structgen.fsm.json_lex import Lex
+    from structgen.fsm.json_numbers import Bounds, NumberBuilder, to_decimal
+    from structgen.fsm.rx import ExprPool
+
+    pool = ExprPool()
+    nums = NumberBuilder(Lex(pool))
+    x = to_decimal(value)
+    direct = nums.const_number(x)
+    ranged = nums.number(Bounds(x, False, x, False), integer=x == x.to_integral_value())
+    assert not pool.is_live(pool.diff(direct, ranged)) and not pool.is_live(pool.diff(ranged, direct))
+    assert pool.matches(direct, json.dumps(value).encode())

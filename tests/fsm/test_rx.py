@@ -160,3 +160,29 @@ def test_eps_and_nothing(pool):
     joined = pool.join([pool.literal("a"), pool.literal("b"), pool.literal("c")], pool.literal(","))
     assert pool.matches(joined, b"a,b,c") and not pool.matches(joined, b"a,bc")
     assert pool.join([], pool.literal(",")) == EPS_ID
+
+
+def test_adopt_copies_a_template_exactly_and_leaves_it_alone():
+    template = ExprPool()
+    word = template.concat(template.literal("ab"), template.star(template.byte_range(0x61, 0x63)))
+    template.row(word)
+    size = len(template)
+    pool = ExprPool()
+    assert pool.is_fresh()
+    pool.adopt(template)
+    assert not pool.is_fresh() and len(pool) == size
+    assert pool.node(word) == template.node(word) and pool.row(word) == template.row(word)
+    assert pool.concat(pool.literal("ab"), pool.star(pool.byte_range(0x61, 0x63))) == word  # same ids
+    grown = pool.alt(word, pool.literal("zz"))
+    assert pool.matches(grown, b"zz") and pool.matches(grown, b"abcab")
+    assert len(template) == size  # the copy grew, the template did not
+    with pytest.raises(ValueError):
+        pool.adopt(template)
+    with pytest.raises(CompileLimitError):
+        ExprPool(max_nodes=size - 1).adopt(template)
+
+
+def test_literal_is_the_concatenation_of_its_bytes():
+    pool = ExprPool()
+    for data in (b"", b"a", b"abc", "é\"\\".encode()):
+        assert pool.literal(data) == pool.concat(*[pool.byteset(1 << b) for b in data])
