@@ -34,7 +34,7 @@ class EngineConfig:
 
     model_path: str | None = field(default=None, metadata={"help": "model folder, .gguf file or hub id (default: the embedded SmolLM2-135M-Instruct)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
-    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on CUDA)"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: bfloat16 on CUDA and on CPUs with native bfloat16, else float32; on the CPU in bfloat16, 4-bit GGUF Q4_1 weights stay 4-bit)"})
     max_batch_size: int = field(default=64, metadata={"help": "most sequences decoded together"})
     kv_cache_tokens: int | None = field(default=None, metadata={"help": "KV cache size in tokens (default: 16384 on CPU, half the free GPU memory on CUDA)"})
     chunked_prefill_size: int = field(default=2048, metadata={"help": "most prompt tokens prefilled per step"})
