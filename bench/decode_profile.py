@@ -5,10 +5,14 @@
 Runs the step body eagerly (same kernels as the captured graph: Triton attention, compiled
 element-wise ops, fused sampling) for a random-weight model, after a warm-up, and prints the
 number of kernels per step and the kernels with the most device time, then the graph step time.
-``--kernels`` lists settings of ``DecoderModel.decode_kernels`` (default: all four): ``fused``
+``--kernels`` lists settings of ``DecoderModel.decode_kernels`` (default: all five): ``fused``
 (RoPE + KV write + decode attention + split merge in one launch), ``fused_reduce`` (the same
 with a separate reduce kernel), ``rope_kv`` (a RoPE + KV kernel, then split + reduce attention),
-``unfused`` (rotary, two ``index_copy_``, split + reduce attention). One decoder is captured per
+``unfused`` (rotary, two ``index_copy_``, split + reduce attention); each of these runs the
+projections and LM head of batches up to ``decoder.GEMV_DECODE_ROWS`` rows through
+``kernels.gemv`` (the MLP activation fused into the down projection), and ``cublas`` is ``fused``
+with every projection through cuBLAS (``DecodeKernels(gemv=False)``; larger batches run the same
+kernels as ``fused``): ``--kernels cublas,fused`` times the gemv kernels. One decoder is captured per
 setting in the same process; they are profiled one after the other, their graph steps timed
 interleaved (median of rounds), and their greedy tokens
 compared with the first setting's (random weights: near-ties can flip under other rounding).
@@ -36,6 +40,7 @@ SETTINGS = {
     "fused_reduce": DecodeKernels(rope_kv="attention", attention_merge="kernel"),
     "rope_kv": DecodeKernels(rope_kv="kernel", attention_merge="kernel"),
     "unfused": DecodeKernels(rope_kv="unfused", attention_merge="kernel"),
+    "cublas": DecodeKernels(gemv=False),
 }
 
 

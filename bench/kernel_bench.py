@@ -3,12 +3,15 @@
     python bench/kernel_bench.py            # CUDA if available (torch vs triton), else CPU (torch, small)
     python bench/kernel_bench.py --small    # small sizes, few iterations
     python bench/kernel_bench.py --groups attn,rope_kv   # a subset of the tables
+    python bench/kernel_bench.py --groups gemv --gemv-configs   # gemv, also under other launch configs
 
 Prints one table: masking (V = 128256, fp32) against "one read of the logits" (``logits.max(-1)``)
 and a copy, fused masked sampling (greedy and temperature 1), the FSM advance, and decode /
 extend attention over a shuffled KV pool (bf16, 32 query heads, 8 KV heads, head_dim 128),
 with the KV bytes read per second (decode with both ``merge`` modes), and the fused RoPE + KV
-write (Llama-3.2-1B heads). xgrammar's ``apply_token_bitmask_inplace`` is timed too when
+write (Llama-3.2-1B heads), and the skinny projections (``gemv``, batch 1, 2 and 4, the five
+Llama-3.2-1B shapes, bf16) against ``F.linear`` (cuBLAS), each call on another copy of the weight
+so that L2 holds none of it (as in a decode step, where every layer has its own). xgrammar's ``apply_token_bitmask_inplace`` is timed too when
 it imports (CUDA only). The Triton interpreter is never timed: on the CPU only torch runs.
 """
 
@@ -24,14 +27,21 @@ from structgen.kernels import (
     apply_token_bitmask_,
     decode_attention,
     extend_attention,
+    gemv,
     mask_logits_by_state_,
     masked_sample,
     rope_kv_write,
 )
 from structgen.kernels.attention import MERGES
+from structgen.kernels.gemv import GemvConfig, gemv_config, gemv_triton
 
 VOCAB = 128256
-GROUPS = ("mask", "sample", "fsm", "attn", "rope_kv")
+GROUPS = ("mask", "sample", "fsm", "attn", "rope_kv", "gemv")
+GEMV_SHAPES = {"qkv": (3072, 2048), "o": (2048, 2048), "gate_up": (16384, 2048), "down": (2048, 8192),
+               "lm_head": (128256, 2048)}  # Llama-3.2-1B projections [out, in]
+GEMV_CONFIGS = [GemvConfig(*c) for c in [(8, 512, 1, 4, 1), (4, 512, 1, 4, 1), (4, 512, 2, 4, 1), (8, 1024, 1, 8, 1),
+                                         (8, 1024, 1, 8, 2), (4, 1024, 1, 4, 2), (2, 1024, 1, 4, 1), (2, 1024, 1, 4, 2),
+                                         (4, 512, 1, 4, 2), (8, 512, 1, 4, 2), (2, 512, 1, 2, 2), (1, 1024, 1, 4, 2)]]
 
 
 def timer(device: torch.device, iters: int, warmup: int = 3, repeats: int = 3):
@@ -226,6 +236,34 @@ def bench_rope_kv(rows, measure, device, batches, heads, gen):
                 measure(fn))
 
 
+def bench_gemv(rows, measure, device, batches, shapes, gen, configs=()):
+    """Per call: ``F.linear`` (cuBLAS) vs ``gemv`` (Triton), weight GB/s in the note; ``down`` also
+    with the MLP activation fused (``gated``: its input is the gate/up output); ``configs``: the
+    Triton kernel under other launch parameters too."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    for name, (n, k) in shapes.items():
+        size = n * k * torch.finfo(dtype).bits // 8
+        copies = max(1, -(-128 * 2**20 // size))  # > L2: each call reads its weight from memory
+        ws = [(torch.randn(n, k, generator=gen) / k**0.5).to(dtype).to(device) for _ in range(copies)]
+        for b in batches:
+            x = torch.randn(b, k, generator=gen).to(dtype).to(device)
+            xg = torch.randn(b, 2 * k, generator=gen).to(dtype).to(device)
+            case = f"{name} B={b} N={n} K={k}"
+            cands = [("F.linear [torch]", lambda w: torch.nn.functional.linear(x, w))]
+            for be in backends(device)[1:]:
+                cfg = gemv_config(b, n, k, x.element_size())
+                cands.append((f"gemv [{be}] {tuple(cfg)}", lambda w: gemv(x, w, backend=be)))
+                if name == "down":
+                    cands.append((f"gemv gated [{be}]", lambda w: gemv(xg, w, gated=True, backend=be)))
+                cands += [(f"gemv_triton {tuple(c)}", lambda w, c=c: gemv_triton(x, w, config=c))
+                          for c in configs if c != cfg]
+            for label, fn in cands:
+                t = measure(lambda fn=fn: [fn(w) for w in ws])
+                t = (t[0] / copies, None if t[1] is None else t[1] / copies)
+                best = t[1] if t[1] is not None else t[0]
+                add(rows, "gemv", case, label, t, note=f"{size / best / 1e3:.0f} GB/s")
+
+
 def print_table(rows, device):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}   torch {torch.__version__}")
@@ -245,6 +283,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="small sizes and few iterations (default on CPU)")
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
+    parser.add_argument("--gemv-configs", action="store_true", help="gemv: also time other launch configs")
     args = parser.parse_args()
     groups = set(args.groups.split(","))
     if not groups <= set(GROUPS):
@@ -268,6 +307,9 @@ def main() -> None:
                         (32, 8, 128), gen)
     if "rope_kv" in groups:
         bench_rope_kv(rows, measure, device, batches, (32, 8, 64), gen)
+    if "gemv" in groups:
+        shapes = {"small": (300, 256), "down": (64, 512)} if small else GEMV_SHAPES
+        bench_gemv(rows, measure, device, [1, 2, 4], shapes, gen, GEMV_CONFIGS if args.gemv_configs else ())
     print_table(rows, device)
 
 

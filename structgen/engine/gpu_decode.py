@@ -232,7 +232,7 @@ class GraphDecoder:
         hidden = self.model.decode_hidden(
             self.ids[:bs], pos, out_slots, self.kv_indptr[: bs + 1], self.kv_indices, self.pool, self.backend
         )  # [bs, hidden]
-        logits = self.model.logits(hidden)  # [bs, V] float32
+        logits = self.model.logits(hidden, self.backend)  # [bs, V] float32
         keys = self.keys[:bs]
         rows = torch.where(keys >= 0, t.row_of_key[keys.clamp(min=0)], -1)  # [bs]
         tok = masked_sample(logits, t.bitmask, rows, self.temperature[:bs], self.seeds[:bs], self.offsets[:bs],

@@ -141,7 +141,7 @@ class DecodeGraphRunner:
         ids, pos, out_slots = self.inputs[:, :bs]
         hidden = self.model.decode_hidden(ids, pos, out_slots, self.kv_indptr[: bs + 1], self.kv_indices, self.pool,
                                           self.backend)  # [bs, hidden]
-        return self.model.logits(hidden)  # [bs, V] float32
+        return self.model.logits(hidden, self.backend)  # [bs, V] float32
 
     def _capture(self, bs: int):
         """Capture bucket ``bs``; its warm-up runs use padding rows only (they touch nothing but the

@@ -9,7 +9,9 @@ All new tokens of a batch run as one ``[T, hidden]`` matrix; only attention look
 ``decode_hidden`` runs one token per sequence with ``kernels.decode_attention`` over CSR context
 indices and never synchronises with the host (so it can be captured in a CUDA graph); by default
 each layer's RoPE, KV-pool write, decode attention and split merge are one Triton launch
-(``kernels.decode_attention_rope_kv``), switchable through ``DecoderModel.decode_kernels``.
+(``kernels.decode_attention_rope_kv``), and the projections and the LM head of a batch of at most
+``GEMV_DECODE_ROWS`` rows run through ``kernels.gemv`` (the MLP activation fused into the down
+projection); each is switchable through ``DecoderModel.decode_kernels``.
 Under tensor parallelism (``parallel.py``) the weights hold this rank's heads and MLP columns,
 ``config`` the per-rank head counts, and ``reduce`` sums the row-parallel outputs over ranks.
 """
@@ -62,6 +64,7 @@ projection, apply the layer's q/k norms if any, rotate q and k at the step's pos
 rotated k and v into the layer's pool rows at the step's slots, and attend."""
 
 ROPE_KV_MODES = ("attention", "kernel", "unfused")
+GEMV_DECODE_ROWS = 2  # rows up to which kernels.gemv beats cuBLAS on an H100 (bench/decode_profile.py)
 
 
 @dataclass
@@ -74,13 +77,18 @@ class DecodeKernels:
     ``index_copy_``. ``attention_merge``: ``merge`` of the decode attention (``"fused"``: the
     last split of each head group merges the partial results, no separate reduce kernel;
     ``"kernel"``: a separate reduce kernel; the fused merge shares arrival counters per device,
-    so two decode steps must not run concurrently on different streams of one device). Every
-    setting computes the same function up to rounding; on the torch backend all run the
+    so two decode steps must not run concurrently on different streams of one device). ``gemv``:
+    when the step has at most ``GEMV_DECODE_ROWS`` rows, run the four projections of each layer
+    and the LM head (``logits``, for any caller) through ``kernels.gemv`` instead of cuBLAS, with
+    ``silu(gate) * up`` computed inside the down projection (plain ``[out, in]`` weights only;
+    others keep ``linear``).
+    Every setting computes the same function up to rounding; on the torch backend all run the
     reference ops.
     """
 
     rope_kv: str = "attention"
     attention_merge: str = "fused"
+    gemv: bool = True
 
 
 class DecoderModel:
@@ -161,7 +169,7 @@ class DecoderModel:
             def attention(qkv, lw, k_cache, v_cache):
                 return attend(store(qkv, lw, k_cache, v_cache), k_cache, v_cache)
 
-        return self._run_layers(input_ids, attention, pool, self.decode_ops)
+        return self._run_layers(input_ids, attention, pool, self.decode_ops, gemv=fused.gemv, backend=backend)
 
     def _split_qkv(self, qkv: torch.Tensor, lw: LayerWeights):
         """``q [T, H, D], k [T, KV, D], v [T, KV, D]`` of the fused projection, q/k normed if the model has norms."""
@@ -193,21 +201,24 @@ class DecoderModel:
 
         return store
 
-    def _run_layers(self, input_ids, attention: LayerAttention, pool: KVPool, ops: ElementwiseOps) -> torch.Tensor:
+    def _run_layers(self, input_ids, attention: LayerAttention, pool: KVPool, ops: ElementwiseOps,
+                    gemv: bool = False, backend: str = "auto") -> torch.Tensor:
         c, layers = self.config, self.weights.layers
         x = F.embedding(input_ids, self.weights.embed)  # [T, hidden]
         h = F.rms_norm(x, (c.hidden_size,), layers[0].ln1, c.rms_norm_eps)  # [T, hidden]
+        proj = Projection(self.t, gemv and x.shape[0] <= GEMV_DECODE_ROWS, backend)
         for i, lw in enumerate(layers):
-            x, delta = self._layer(x, h, lw, pool.k[i], pool.v[i], attention, ops)
+            x, delta = self._layer(x, h, lw, pool.k[i], pool.v[i], attention, ops, proj)
             if i + 1 < len(layers):  # the residual add fused with the next layer's input norm
                 x, h = ops.add_norm(x, delta, layers[i + 1].ln1, c.rms_norm_eps)
         return x + delta
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 logits ``[n, vocab]`` from final-layer hidden states ``[n, hidden]``."""
+    def logits(self, hidden: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+        """float32 logits ``[n, vocab]`` from final-layer hidden states ``[n, hidden]`` (``backend``: of gemv)."""
         c = self.config
         h = F.rms_norm(hidden, (c.hidden_size,), self.weights.norm, c.rms_norm_eps)  # [n, hidden]
-        out = linear(h, self.weights.lm_head, None, self.t)  # [n, vocab] (this rank's columns if vocab-parallel)
+        proj = Projection(self.t, self.decode_kernels.gemv and h.shape[0] <= GEMV_DECODE_ROWS, backend)
+        out = proj(h, self.weights.lm_head, None)  # [n, vocab] (this rank's columns if vocab-parallel)
         if self.gather_vocab is not None:
             out = self.gather_vocab(out)  # [n, vocab]
         return out.float()
@@ -221,18 +232,49 @@ class DecoderModel:
         v_cache: torch.Tensor,
         attention: LayerAttention,
         ops: ElementwiseOps = EAGER_OPS,
+        proj: Projection | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer on ``x`` (residual stream) and ``h`` (its input norm); returns ``(x, mlp_out)``."""
         c = self.config
         t = x.shape[0]
-        qkv = linear(h, lw.w_qkv, lw.b_qkv, self.t)  # [T, q + 2*kv]
+        proj = proj or Projection(self.t, False, "auto")
+        qkv = proj(h, lw.w_qkv, lw.b_qkv)  # [T, q + 2*kv]
         a = attention(qkv, lw, k_cache, v_cache)  # [T, H, D]; K/V of the new tokens written to the pool
-        x, h = ops.add_norm(x, self._row_parallel(a.reshape(t, c.q_size), lw.w_o, lw.b_o), lw.ln2, c.rms_norm_eps)
-        act = ops.act(linear(h, lw.w_gate_up, lw.b_gate_up, self.t))  # [T, inter]
-        return x, self._row_parallel(act, lw.w_down, lw.b_down)  # [T, hidden] residual, [T, hidden] MLP output
+        o = self._row_parallel(proj, a.reshape(t, c.q_size), lw.w_o, lw.b_o)  # [T, hidden]
+        x, h = ops.add_norm(x, o, lw.ln2, c.rms_norm_eps)
+        gate_up = proj(h, lw.w_gate_up, lw.b_gate_up)  # [T, 2*inter]
+        if proj.applies(lw.w_down):  # silu(gate) * up inside the down projection
+            return x, self._row_parallel(proj, gate_up, lw.w_down, lw.b_down, gated=True)
+        return x, self._row_parallel(proj, ops.act(gate_up), lw.w_down, lw.b_down)  # [T, hidden] x2
 
-    def _row_parallel(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    def _row_parallel(self, proj: Projection, x: torch.Tensor, w, b: torch.Tensor | None,
+                      gated: bool = False) -> torch.Tensor:
         """``x @ w.T (+ b)``; under tensor parallelism the partial sums of all ranks are added (bias once)."""
         if self.reduce is None:
-            return linear(x, w, b, self.t)
-        return self.reduce(linear(x, w, None, self.t)) + (b if b is not None else 0)
+            return proj(x, w, b, gated)
+        return self.reduce(proj(x, w, None, gated)) + (b if b is not None else 0)
+
+
+class Projection:
+    """``proj(x, w, b, gated=False) -> x' @ w.T + b`` with ``x' = silu(gate) * up`` of ``x`` when ``gated``.
+
+    ``small``: use ``kernels.gemv`` (few rows) for plain contiguous ``[out, in]`` weights; every
+    other weight, and every call when not ``small``, goes through ``weights.linear``. ``gated`` is
+    only asked for where :meth:`applies` said yes.
+    """
+
+    def __init__(self, transposed: bool, small: bool, backend: str):
+        self.transposed, self.small, self.backend = transposed, small and not transposed, backend
+
+    def applies(self, w) -> bool:
+        """True when ``w`` goes through ``kernels.gemv``."""
+        return self.small and isinstance(w, torch.Tensor) and w.is_contiguous()
+
+    def __call__(self, x: torch.Tensor, w, b: torch.Tensor | None, gated: bool = False) -> torch.Tensor:
+        if self.applies(w):
+            from ...kernels import gemv
+
+            return gemv(x, w, b, gated=gated, backend=self.backend)
+        if gated:
+            raise ValueError("a gated projection needs a weight that kernels.gemv takes (see applies)")
+        return linear(x, w, b, self.transposed)
