@@ -85,9 +85,11 @@ class ByteDFA:
             new_row = _DEAD_ROW.copy()  # [256] int32
             pool = self.pool
             for mask, target in pool.row(self._expr[state]):
-                if not pool.is_live(target):
-                    continue
-                t = self._add(target)
+                t = self._state_of.get(target)  # a state reached by a move was live when added
+                if t is None or t == self.initial:  # (the initial state was added unchecked)
+                    if not pool.is_live(target):
+                        continue
+                    t = self._add(target)
                 if mask & (mask - 1):
                     new_row[_mask_to_index(mask)] = t
                 else:  # a single byte

@@ -1,9 +1,16 @@
 """``TokenFSM``: a byte DFA lifted to a tokenizer's vocabulary.
 
 A token-level state *is* a byte-DFA state id. The row of a state — which tokens are allowed
-and which state each leads to — is computed on first visit by walking the whole vocabulary
-trie through the DFA at once (``trie.TokenTrie.walk``), then memoised: a revisited state
-costs a dict lookup, and ``mask(state)`` returns the same read-only array every time.
+and which state each leads to — is computed on first visit, then memoised: a revisited state
+costs a dict lookup, and ``mask(state)`` returns the same read-only array every time. First
+visits take one of two routes, with the same result:
+
+- a state that loops on a wide byte class (a JSON string body, ``[a-z ]*``), or whose first
+  character enters such a loop (a string's opening, an object key that must differ from the
+  declared names), takes the class's per-vocabulary token split (``loopclass``): the tokens
+  spelled with the class are allowed as a block, only the distinct tails of the others are fed
+  through the DFA, and the tokens starting with a byte routed elsewhere walk the trie;
+- any other state walks the whole vocabulary trie through the DFA (``trie.TokenTrie.walk``).
 
 EOS tokens are allowed exactly in accepting states and lead back to the same state. Ids past
 the tokenizer (model padding) and special tokens are never allowed.
@@ -23,11 +30,14 @@ import numpy as np
 
 from ..errors import CompileLimitError
 from .dfa import UNKNOWN, ByteDFA
+from .loopclass import LoopSplit, loop_row, loops_on_non_ascii
 from .trie import trie_of
 from .vocabulary import Vocabulary, vocabulary_of
 
 FORCED_LIMIT = 4096
 _WALK_BATCH = 32
+MIN_LOOP_BYTES = 16  # a state looping on fewer bytes (digits, whitespace) is walked through the trie
+MAX_SKIP = 32  # most first bytes an entry into a loop may route elsewhere (see ``_loop_plan``)
 
 
 class Row(NamedTuple):
@@ -76,6 +86,7 @@ class TokenFSM:
         self._loops = np.zeros((0, 4), dtype=np.uint64)  # [cap, 4] uint64 self-loop byte sets
         self._loops_known = np.zeros(0, dtype=bool)
         self._utf8 = np.zeros(0, dtype=bool)  # [cap] bool every non-ASCII character loops
+        self._loop_bytes: dict[int, bytes] = {}  # state -> the bytes leading it to itself
 
     # ------------------------------------------------------------------ public API
     @property
@@ -93,6 +104,10 @@ class TokenFSM:
     @property
     def num_states_expanded(self) -> int:
         return len(self._rows)
+
+    def is_expanded(self, state: int) -> bool:
+        """Whether the row of ``state`` is already computed (``mask``/``next_state`` cost a lookup)."""
+        return state in self._rows
 
     def row(self, state: int) -> Row:
         """The memoised row of ``state`` (computed on first visit)."""
@@ -192,12 +207,95 @@ class TokenFSM:
                 if len(self._rows) + len(todo) > self.max_states:
                     raise CompileLimitError(f"token automaton grew past {self.max_states} states; raise max_states")
                 dfa = self.byte_dfa
-                res = self._trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, todo)
-                for k, s in enumerate(todo):
-                    sel = res.root == k
-                    ids, nexts = self._trie.expand_ranges(res.lo[sel], res.hi[sel], res.state[sel])
+                dfa.ensure(todo)
+                walked = []
+                for s in todo:
+                    plan = self._loop_plan(s)
+                    if plan is None:
+                        walked.append(s)
+                        continue
+                    split, loop, skip = plan
+                    ids, nexts = loop_row(split, s, loop, lambda: dfa.table, dfa.ensure, self._walk_bytes,
+                                          self._trie.first_byte, skip)
+                    if skip is not None:
+                        ids, nexts = self._with_subtrees(s, np.flatnonzero(skip), ids, nexts)
                     self._rows[s] = self._make_row(s, ids, nexts)
+                if walked:
+                    res = self._trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, walked)
+                    for k, s in enumerate(walked):
+                        sel = res.root == k
+                        ids, nexts = self._trie.expand_ranges(res.lo[sel], res.hi[sel], res.state[sel])
+                        self._rows[s] = self._make_row(s, ids, nexts)
             return [self._rows[s] for s in states]
+
+    def _loop_plan(self, state: int) -> tuple[LoopSplit, int, np.ndarray | None] | None:
+        """``(split, loop, skip)`` when the row of expanded ``state`` can come from a loop-class
+        split (``loopclass.loop_row``): ``state`` loops on a wide class itself (``loop == state``,
+        ``skip`` None), or every character of the class of its most frequent successor ``loop``
+        leads it to ``loop`` (the first character of a string body), except at most ``MAX_SKIP``
+        ASCII first bytes ``skip`` ([256] bool; the first bytes of the names an object key must
+        differ from) whose tokens are walked through the trie. None: walk the whole trie."""
+        dfa = self.byte_dfa
+        row = dfa.table[state]
+        nexts = row[row >= 0]
+        if len(nexts) < MIN_LOOP_BYTES:  # neither a wide loop nor a wide entry into one
+            return None
+        bits, utf8 = self._loop_sets(np.asarray([state]))
+        split = self._split_of(bits[0], bool(utf8[0]))
+        if split is not None:
+            return split, state, None
+        targets, counts = np.unique(nexts, return_counts=True)
+        if counts.max() < MIN_LOOP_BYTES:
+            return None
+        loop = int(targets[np.argmax(counts)])
+        dfa.expand(loop)
+        lbits, lutf8 = self._loop_sets(np.asarray([loop]))
+        split = self._split_of(lbits[0], bool(lutf8[0]))
+        if split is None:
+            return None
+        member = np.unpackbits(lbits[0].view(np.uint8), bitorder="little").astype(bool)  # [256]
+        if lutf8[0]:
+            member[0x80:] = False  # non-ASCII: checked character by character below
+        skip = member & (row != loop)  # [256] bool
+        n_skip = int(skip.sum())
+        if n_skip > MAX_SKIP or (lutf8[0] and not loops_on_non_ascii(dfa, state, loop)):
+            return None
+        return split, loop, (skip if n_skip else None)
+
+    def _with_subtrees(self, state: int, first: np.ndarray, ids: np.ndarray, nexts: np.ndarray):
+        """``ids``/``nexts`` plus the tokens starting with a byte of ``first``, walked from ``state``."""
+        trie, dfa = self._trie, self.byte_dfa
+        after = dfa.table[state, first]  # [f] int32
+        node = trie.root_child[first]  # [f] int64
+        go = (after >= 0) & (node >= 0)
+        if not go.any():
+            return ids, nexts
+        res = trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, after[go], start=node[go])
+        more_ids, more_nexts = trie.expand_ranges(res.lo, res.hi, res.state)
+        return np.concatenate([ids, more_ids]), np.concatenate([nexts, more_nexts])
+
+    def _split_of(self, bits: np.ndarray, utf8: bool) -> LoopSplit | None:
+        """The vocabulary's split by a loop class, when the class is wide enough to be worth one."""
+        if not utf8 and int(np.unpackbits(bits.view(np.uint8)).sum()) < MIN_LOOP_BYTES:
+            return None
+        return self._trie.loop_split(bits, utf8)
+
+    def _walk_bytes(self, state: int, data: bytes) -> int:
+        """DFA state after ``data`` from ``state`` (< 0 once dead); runs of looping bytes are skipped
+        with ``bytes.lstrip``."""
+        dfa, pos, n = self.byte_dfa, 0, len(data)
+        while pos < n and state >= 0:
+            row = dfa.expand(state)
+            loop = self._loop_bytes.get(state)
+            if loop is None:
+                loop = self._loop_bytes[state] = bytes(np.flatnonzero(row == state).tolist())
+            if loop:
+                pos = n - len(data[pos:].lstrip(loop))
+                if pos == n:
+                    break
+            state = int(row[data[pos]])
+            pos += 1
+        return state
 
     def _make_row(self, state: int, ids: np.ndarray, nexts: np.ndarray) -> Row:
         if self.byte_dfa.is_accepting(state) and len(self._eos):
@@ -259,33 +357,6 @@ class TokenFSM:
         self.byte_dfa, self.vocab, self.max_states = dfa, st["vocab"], st["max_states"]
         self._init_runtime()
         self._rows = {s: Row(*(_readonly(a) for a in r)) for s, r in st["rows"].items()}
-
-
-# UTF-8 encodings of every non-ASCII code point: (lead bytes, then one continuation range per byte)
-_UTF8_FORMS = (
-    ((0xC2, 0xDF), ((0x80, 0xBF),)),
-    ((0xE0, 0xE0), ((0xA0, 0xBF), (0x80, 0xBF))),
-    ((0xE1, 0xEC), ((0x80, 0xBF), (0x80, 0xBF))),
-    ((0xED, 0xED), ((0x80, 0x9F), (0x80, 0xBF))),
-    ((0xEE, 0xEF), ((0x80, 0xBF), (0x80, 0xBF))),
-    ((0xF0, 0xF0), ((0x90, 0xBF), (0x80, 0xBF), (0x80, 0xBF))),
-    ((0xF1, 0xF3), ((0x80, 0xBF), (0x80, 0xBF), (0x80, 0xBF))),
-    ((0xF4, 0xF4), ((0x80, 0x8F), (0x80, 0xBF), (0x80, 0xBF))),
-)
-
-
-def loops_on_non_ascii(dfa: ByteDFA, state: int) -> bool:
-    """True when every non-ASCII character (all of its UTF-8 bytes) leads ``state`` back to itself."""
-    for (lo, hi), tail in _UTF8_FORMS:
-        cur = np.unique(dfa.expand(state)[lo : hi + 1])
-        for a, b in tail:
-            if (cur < 0).any():
-                return False
-            dfa.ensure(cur)
-            cur = np.unique(dfa.table[cur][:, a : b + 1])
-        if not (cur == state).all():
-            return False
-    return True
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

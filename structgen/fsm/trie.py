@@ -17,8 +17,13 @@ Layout (built once per vocabulary, ``trie_of(vocab)`` memoises it by fingerprint
 ``TokenTrie.walk(table_of, ensure, loops, roots)`` returns, for every root DFA state, the
 tokens that stay alive when their bytes are fed from that state, and the state each one ends
 in. It advances one trie level per step with array operations; once the unfinished tokens under
-the frontier are few (``SCALAR_TAIL``), it finishes them one token at a time, skipping runs of
-looping bytes with ``bytes.lstrip`` (long tokens such as 64 dashes would cost a level per byte).
+the frontier are few (``SCALAR_TAIL``), it finishes them one token at a time in byte order,
+resuming each from the state after the prefix it shares with the previous token and skipping
+runs of looping bytes with ``bytes.lstrip`` (long tokens such as 64 dashes would cost a level
+per byte).
+
+``TokenTrie.loop_split(bits, utf8)`` keeps, per loop byte class, the split of the vocabulary
+that ``loopclass`` describes (built on first use, ``MAX_SPLITS`` classes at most).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .dfa import UNKNOWN
+from .loopclass import LoopSplit, split_tokens, valid_char_bytes
 from .vocabulary import Vocabulary
 
 SCALAR_TAIL = 512  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
+MAX_SPLITS = 64  # loop-class splits kept per vocabulary (each up to a few hundred KB)
+_MISSING = object()
 
 
 def _row(table_of: Callable[[], np.ndarray], ensure: Callable, state: int) -> np.ndarray:
@@ -62,16 +70,23 @@ class TokenTrie:
         ids.sort(key=lambda i: vocab.tokens[i])
         self.order = np.asarray(ids, dtype=np.int32)  # [T] token ids in byte order
         self.sorted_bytes = [vocab.tokens[i] for i in ids]  # token bytes in ``order``
-        self._build([vocab.tokens[i] for i in ids])
+        self._build(self.sorted_bytes)
+        self.first_byte = np.full(vocab.size, -1, dtype=np.int16)  # [V] first byte of each token id, -1 none
+        self.first_byte[self.order] = self.flat[self.starts]
+        self._splits: dict[tuple[bytes, bool], LoopSplit | None] = {}
+        self._char_ok: np.ndarray | None = None
+        self._split_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     def _build(self, toks: list[bytes]) -> None:
         T = len(toks)
         lens = np.fromiter((len(t) for t in toks), dtype=np.int64, count=T)  # [T]
         depth_max = int(lens.max()) if T else 0
-        flat = np.frombuffer(b"".join(toks), dtype=np.uint8)
-        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]) if T else np.zeros(0, np.int64)
+        self.flat = flat = np.frombuffer(b"".join(toks), dtype=np.uint8)  # [B] every token's bytes, in order
+        self.starts = starts = np.concatenate([[0], np.cumsum(lens)[:-1]]) if T else np.zeros(0, np.int64)  # [T]
         lcp = self._lcp(toks)  # [T] common prefix length with the previous token (0 for the first)
+        self.lcp_list = lcp.tolist()
+        self.max_len = depth_max
         levels_pos, level_start = [np.zeros(1, np.int64)], [0, 1]
         for d in range(1, depth_max + 1):  # a token creates nodes at depths lcp+1 .. len
             levels_pos.append(np.flatnonzero((lcp < d) & (lens >= d)))
@@ -109,6 +124,8 @@ class TokenTrie:
             self.utf8_tail[a:b] &= np.maximum.reduceat(masked, self.sub_lo[a:b]) <= d
         self.utf8_tail[0] = False
         self.utf8_free = self.utf8_tail | ~np.any(self.below[:, 2:], axis=1)  # nothing non-ASCII to check
+        self.root_child = np.full(256, -1, dtype=np.int64)  # [256] depth-1 node of each first byte, -1 none
+        self.root_child[self.byte[self.child_lo[0] : self.child_hi[0]]] = np.arange(self.child_lo[0], self.child_hi[0])
 
     @staticmethod
     def _lcp(toks: list[bytes]) -> np.ndarray:
@@ -146,9 +163,36 @@ class TokenTrie:
             kid_cont[par] = np.maximum.reduceat(cont[a:b], self.child_lo[par] - a) > 0
         return below, kid_cont
 
+    # ------------------------------------------------------------------ loop classes
+    def loop_split(self, bits: np.ndarray, utf8: bool) -> LoopSplit | None:
+        """The split of the vocabulary by the loop class ``bits`` ([4] uint64 byte set, as
+        ``walk``'s ``loops`` gives it) and ``utf8`` (see ``loopclass``), built once per class;
+        None when the class resolves too few tokens to beat the trie walk."""
+        key = (np.ascontiguousarray(bits, dtype=np.uint64).tobytes(), bool(utf8))
+        found = self._splits.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        with self._split_lock:
+            if key not in self._splits:
+                if len(self._splits) >= MAX_SPLITS:
+                    self._splits.pop(next(iter(self._splits)))
+                member = np.unpackbits(np.frombuffer(key[0], dtype=np.uint8), bitorder="little").astype(bool)  # [256]
+                self._splits[key] = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes,
+                                                 self._valid_chars, member, key[1])
+            return self._splits[key]
+
+    def _valid_chars(self) -> np.ndarray:
+        if self._char_ok is None:
+            self._char_ok = valid_char_bytes(self.flat, self.starts)
+        return self._char_ok
+
     # ------------------------------------------------------------------ the walk
-    def walk(self, table_of: Callable[[], np.ndarray], ensure: Callable, loops: Callable, roots) -> WalkResult:
+    def walk(self, table_of: Callable[[], np.ndarray], ensure: Callable, loops: Callable, roots,
+             start: np.ndarray | None = None) -> WalkResult:
         """Feed every token's bytes from each state of ``roots`` through a lazily expanded DFA.
+
+        start: the trie node each root starts from (default: node 0, i.e. whole tokens); from a
+            node ``n``, only the tokens under ``n`` are walked, and only their bytes below ``n``.
 
         table_of(): the DFA's current transition table (re-read after ``ensure``, which may grow it).
         ensure(states): expand the rows of those DFA states.
@@ -159,7 +203,7 @@ class TokenTrie:
         is resolved as one range.
         """
         roots = np.asarray(roots, dtype=np.int32)
-        nodes = np.zeros(len(roots), dtype=np.int64)
+        nodes = np.zeros(len(roots), dtype=np.int64) if start is None else np.asarray(start, dtype=np.int64)
         states = roots.copy()
         owner = np.arange(len(roots), dtype=np.int64)
         out: list[tuple[np.ndarray, ...]] = []
@@ -204,23 +248,41 @@ class TokenTrie:
     def _walk_tail(self, table_of, ensure, nodes, states, owner) -> tuple[np.ndarray, ...]:
         """Finish a small frontier token by token (long single tokens would cost one level per byte).
 
+        Tokens are visited in byte order, so each resumes from the state after the prefix it
+        shares with the previous one (``lcp``), and is skipped at once when that prefix is dead.
         Runs of bytes that loop on the current state are skipped with ``bytes.lstrip``.
         """
         res: list[tuple[int, int, int, int]] = []
-        loop_bytes: dict[int, bytes] = {}
+        rows: dict[int, tuple[memoryview, bytes]] = {}  # state -> (transition row, its looping bytes)
+        toks, lcp = self.sorted_bytes, self.lcp_list
+        path = [0] * (self.max_len + 1)  # path[d]: DFA state after the first d bytes of the current token
         for node, x0, own in zip(nodes.tolist(), states.tolist(), owner.tolist()):
             depth = self._depth(node)
+            path[depth], known = x0, depth  # path[depth:known + 1] is right for the current token
             for i in range(int(self.end_hi[node]), int(self.sub_hi[node])):
-                tok, x, pos = self.sorted_bytes[i], x0, depth
-                while pos < len(tok) and x >= 0:
-                    lb = loop_bytes.get(x)
-                    if lb is None:
+                tok, pos = toks[i], min(max(lcp[i], depth), known)
+                x = path[pos]
+                if x < 0:
+                    known = pos
+                    continue
+                n = len(tok)
+                while pos < n:
+                    rl = rows.get(x)
+                    if rl is None:
                         row = _row(table_of, ensure, x)
-                        lb = loop_bytes[x] = bytes(np.flatnonzero(row == x).tolist())
-                    pos = len(tok) - len(tok[pos:].lstrip(lb)) if lb else pos
-                    if pos < len(tok):
-                        x = int(_row(table_of, ensure, x)[tok[pos]])
-                        pos += 1
+                        rl = rows[x] = (memoryview(row), bytes(np.flatnonzero(row == x).tolist()))
+                    if rl[1]:
+                        end = n - len(tok[pos:].lstrip(rl[1]))
+                        path[pos + 1 : end + 1] = [x] * (end - pos)
+                        pos = end
+                        if pos == n:
+                            break
+                    x = rl[0][tok[pos]]
+                    pos += 1
+                    path[pos] = x
+                    if x < 0:
+                        break
+                known = pos
                 if x >= 0:
                     res.append((own, i, i + 1, x))
         if not res:

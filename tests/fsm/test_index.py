@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import pickle
+import random
 import threading
 
 import numpy as np
 import pytest
 
-from structgen.constraints import Choice, Regex
+from structgen.constraints import Choice, JsonSchema, Regex
 from structgen.errors import CompileLimitError
 from structgen.fsm import compile as compile_fsm
-from structgen.fsm import trie
+from structgen.fsm import index as index_module
+from structgen.fsm import loopclass, trie
 from structgen.fsm.dfa import ByteDFA
 from structgen.fsm.index import TokenFSM, compile_token_fsm
 from structgen.fsm.rx import ALL_BYTES, ExprPool
@@ -225,3 +227,118 @@ def test_prefetch_computes_successor_rows(toy_vocab):
     fsm.prefetch(succ)
     assert fsm.num_states_expanded == 1 + len(set(succ.tolist()) - {fsm.initial_state})
     assert accepts(fsm, [ord("c"), ord("7"), ord("d")])
+
+
+# ---------------------------------------------------------------------------------- loop-class rows
+LOOP_CONSTRAINTS = [
+    Regex(r'"([^"\\]|\\.)*"'),  # a JSON string body: a wide self-loop with UTF-8 characters
+    Regex(r"[a-z ]*x[0-9]"),  # a wide ASCII loop (27 bytes) left by one byte
+    JsonSchema({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "additionalProperties": {"type": "string"}}),  # an extra key must differ from name/age
+]
+
+
+def random_vocab(seed: int, n: int = 400) -> Vocabulary:
+    """Every single byte plus ``n`` random multi-piece tokens mixing string bytes, quotes, escapes,
+    control bytes, whole and split UTF-8 characters; ids shuffled so id order is not byte order."""
+    rng = random.Random(seed)
+    pieces = [p.encode() for p in ['a', 'x', 'z', ' ', '0', '7', '"', '\\', '\n', ':', ',', '{', '}', 'é', '日', '🎉',
+                                   'name', 'age', 'na', '"n']]
+    pieces += [b"\xc3", b"\xa9", b"\xe6\x97", b"\xa5", b"\xf0\x9f", b"\x8e\x89", b"\x80"]
+    toks = {bytes([b]) for b in range(256)}
+    while len(toks) < 256 + n:
+        toks.add(b"".join(rng.choice(pieces) for _ in range(rng.randint(2, 5))))
+    order = sorted(toks)
+    rng.shuffle(order)
+    return Vocabulary.from_tokens([*order, None], eos_token_ids=[len(order)])
+
+
+def record_loop_rows(monkeypatch) -> list[tuple[int, int, bool]]:
+    """Records ``(state, loop, some first bytes skipped)`` for every row built by ``loopclass.loop_row``."""
+    seen: list[tuple[int, int, bool]] = []
+    real = index_module.loop_row
+
+    def recorded(split, state, loop, *rest):
+        seen.append((state, loop, rest[-1] is not None))
+        return real(split, state, loop, *rest)
+
+    monkeypatch.setattr(index_module, "loop_row", recorded)
+    return seen
+
+
+def plain_row(fsm: TokenFSM, state: int):
+    """The row of ``state`` from the trie walk alone (the reference for the loop-class path)."""
+    dfa = fsm.byte_dfa
+    res = fsm._trie.walk(lambda: dfa.table, dfa.ensure, fsm._loop_sets, [state])
+    return fsm._make_row(state, *fsm._trie.expand_ranges(res.lo, res.hi, res.state))
+
+
+@pytest.mark.parametrize("scalar_tail,grid_width", [(0, 2), (512, 16)], ids=["level-walk,narrow", "token-walk,wide"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("constraint", LOOP_CONSTRAINTS, ids=["string", "ascii-loop", "object-keys"])
+def test_loop_class_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, scalar_tail, grid_width,
+                                                                        monkeypatch):
+    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)  # the walk of skipped first bytes, both ways
+    monkeypatch.setattr(loopclass, "GRID_WIDTH", grid_width)  # narrow: suffixes finished byte by byte
+    monkeypatch.setattr(loopclass, "MIN_INSIDE_FRACTION", 0.0)  # small vocabularies: split whatever the share
+    seen = record_loop_rows(monkeypatch)
+    vocab = random_vocab(seed)
+    trie.trie_of(vocab)._splits.clear()  # splits are kept per vocabulary: rebuild them under this width
+    fsm = fsm_of(constraint, vocab, eager=True, max_states=5000)
+    assert seen  # the loop-class path computed some of these rows
+    for s in list(fsm._rows):
+        got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
+        assert got == naive_allowed(fsm, s), s
+
+
+def test_loop_class_rows_equal_trie_walk_on_a_real_vocabulary(smollm2_vocab, smollm2_tokenizer, monkeypatch):
+    text = '{"name": "Zoë \\"日本\\" é", "age": 31, "nickname": "x y", "a": "🎉\\n", "n": "3"}'
+    seen = record_loop_rows(monkeypatch)
+    fsm = fsm_of(LOOP_CONSTRAINTS[2], smollm2_vocab)
+    s = fsm.initial_state
+    for t in smollm2_tokenizer.encode(text, add_special_tokens=False):
+        s = fsm.next_state(s, t)
+        assert s >= 0
+    assert fsm.is_accepting(s)
+    assert any(loop == st for st, loop, _ in seen) and any(skip for _, _, skip in seen)
+    for st, _, _ in seen:
+        ref = plain_row(fsm, st)
+        assert fsm.allowed_tokens(st).tolist() == ref.ids.tolist() and fsm.row(st).nexts.tolist() == ref.nexts.tolist()
+        assert (fsm.mask(st) == ref.mask).all()
+    for st, _, skip in seen[:1] + [x for x in seen if x[2]][:1]:  # one of each kind against the definition
+        got = dict(zip(fsm.allowed_tokens(st).tolist(), fsm.row(st).nexts.tolist()))
+        assert got == naive_allowed(fsm, st)
+
+
+def test_valid_char_bytes_agree_with_the_utf8_decoder():
+    rng = random.Random(0)
+    alphabet = [bytes([b]) for b in (0x41, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF,
+                                     0xF0, 0xF4, 0xF5, 0xFF)] + [c.encode() for c in "é日🎉\U0010ffff"]
+    toks = [b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(3000)]
+    flat = np.frombuffer(b"".join(toks), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum([len(t) for t in toks])[:-1]])
+    expected = np.zeros(len(flat), dtype=bool)
+    for tok, start in zip(toks, starts):
+        i = 0
+        while i < len(tok):  # the longest strict decode of 2-4 bytes from each lead is one character
+            width = next((k for k in (2, 3, 4) if tok[i] >= 0x80 and _decodes_to_one_char(tok[i : i + k], k)), 0)
+            expected[start + i : start + i + width] = True
+            i += width or 1
+    assert (loopclass.valid_char_bytes(flat, starts) == expected).all() and expected.any()
+
+
+def _decodes_to_one_char(data: bytes, width: int) -> bool:
+    try:
+        return len(data) == width and len(data.decode("utf-8")) == 1
+    except UnicodeDecodeError:
+        return False
+
+
+def test_is_expanded_tracks_computed_rows(toy_vocab):
+    fsm = fsm_of(Regex(r"ab(c|d)"), toy_vocab)
+    s0 = fsm.initial_state
+    assert not fsm.is_expanded(s0)
+    nxt = fsm.next_state(s0, fsm.allowed_tokens(s0)[0])
+    assert fsm.is_expanded(s0) and not fsm.is_expanded(nxt)
+    fsm.mask(nxt)
+    assert fsm.is_expanded(nxt)

@@ -1,0 +1,179 @@
+"""Rows of self-looping DFA states from per-vocabulary token splits, without a trie walk.
+
+A DFA state ``s`` loops on a byte class ``L`` when every byte of ``L`` leads ``s`` back to
+``s`` (with ``utf8``: also every complete non-ASCII character, whatever its bytes). A token
+spelled only with ``L`` (its non-ASCII bytes, under ``utf8``, forming complete valid UTF-8
+characters) then ends in ``s``; any other token, after its longest such prefix, is back in
+``s`` and continues with a byte outside ``L``. So the row of ``s`` needs only the distinct
+*suffixes* after those prefixes walked from ``s`` (for a JSON string body: the few hundred
+tails starting at a quote, a backslash, a control byte or a split character), and every token
+sharing a suffix shares its end state. A state ``e`` whose in-class characters all lead to
+such a looping state ``s`` (a string's opening quote done) uses the same split: inside tokens
+end in ``s``, a suffix after a non-empty prefix starts from ``s``, a whole token from ``e``.
+
+``LoopSplit`` holds that split for one class and one vocabulary; ``TokenTrie.loop_split``
+builds it once and keeps it (a state of a string body or of ``[a-z ]*`` then costs a few
+vector operations plus the walk of the live suffixes). ``valid_char_bytes`` and
+``loops_on_non_ascii`` are the UTF-8 side: which token bytes form whole characters, and
+whether every character leads a state to a given one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from .dfa import UNKNOWN, ByteDFA
+
+MIN_INSIDE_FRACTION = 0.5  # below this share of tokens resolved as inside, the trie walk is cheaper
+GRID_WIDTH = 16  # suffix bytes walked with array operations; the rest of a longer suffix, one by one
+
+
+class LoopSplit(NamedTuple):
+    """The tokens of a vocabulary split by one loop class ``(L, utf8)``.
+
+    inside: token ids spelled only with the class (they end in the looping state), sorted.
+    suffixes: the distinct tails of the other tokens after their longest in-class prefix.
+    first: the first byte of each suffix (never in the class, so each suffix leaves the loop).
+    in_loop: the suffix follows a non-empty in-class prefix (it starts in the looping state;
+        else it is the whole token and starts in the state the row is computed for).
+    rest_ids: the other tokens; ``rest_suffix[i]`` indexes the suffix of ``rest_ids[i]``.
+    grid, length: the suffixes' first ``GRID_WIDTH`` bytes, zero-padded, and their lengths (a
+        vectorised walk feeds them column by column).
+    """
+
+    inside: np.ndarray  # [k] int32
+    suffixes: list[bytes]
+    first: np.ndarray  # [u] int64
+    in_loop: np.ndarray  # [u] bool
+    rest_ids: np.ndarray  # [r] int32
+    rest_suffix: np.ndarray  # [r] int64
+    grid: np.ndarray  # [u, min(GRID_WIDTH, longest suffix)] uint8
+    length: np.ndarray  # [u] int64
+
+
+def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: list[bytes],
+                 char_ok: Callable[[], np.ndarray], bits: np.ndarray, utf8: bool) -> LoopSplit | None:
+    """Split the tokens ``toks`` (ids ``order``, bytes concatenated in ``flat`` from ``starts``) by
+    the class ``bits`` ([256] bool; with ``utf8`` only its ASCII half is read). ``char_ok()``: [len(flat)]
+    bool, the byte belongs to a complete valid UTF-8 character of its token. None when fewer than
+    ``MIN_INSIDE_FRACTION`` of the tokens are inside (the split would not pay for itself)."""
+    bad = ~bits[flat]  # [B] bool byte leaves the loop
+    if utf8:
+        bad = np.where(flat >= 0x80, ~char_ok(), bad)
+    pos = np.flatnonzero(bad)
+    tok = np.searchsorted(starts, pos, side="right") - 1  # [nb] token (order position) of each bad byte
+    rest, first_at = np.unique(tok, return_index=True)
+    if len(toks) - len(rest) < MIN_INSIDE_FRACTION * len(toks):
+        return None
+    inside = np.ones(len(toks), dtype=bool)
+    inside[rest] = False
+    cut = (pos[first_at] - starts[rest]).tolist()  # length of each rest token's in-class prefix
+    index: dict[tuple[bytes, bool], int] = {}
+    suffix_of = np.fromiter((index.setdefault((toks[t][p:], p > 0), len(index)) for t, p in zip(rest.tolist(), cut)),
+                            dtype=np.int64, count=len(rest))
+    suffixes = [suf for suf, _ in index]
+    first = np.fromiter((suf[0] for suf in suffixes), dtype=np.int64, count=len(suffixes))
+    in_loop = np.fromiter((p for _, p in index), dtype=bool, count=len(suffixes))
+    length = np.fromiter((len(suf) for suf in suffixes), dtype=np.int64, count=len(suffixes))
+    width = min(GRID_WIDTH, int(length.max(initial=1)))
+    grid = np.frombuffer(b"".join(suf[:width].ljust(width, b"\0") for suf in suffixes), dtype=np.uint8)
+    return LoopSplit(np.sort(order[inside]).astype(np.int32), suffixes, first, in_loop, order[rest].astype(np.int32),
+                     suffix_of, grid.reshape(len(suffixes), width), length)
+
+
+def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """[len(flat)] bool: the non-ASCII byte is part of a complete, valid UTF-8 character lying
+    inside one token (tokens start at ``starts`` in ``flat``). Valid: no overlong form, no
+    surrogate, nothing past U+10FFFF (the forms ``_UTF8_FORMS`` lists)."""
+    n = len(flat)
+    tok = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))  # [n] token of each byte
+    b = np.concatenate([flat, np.zeros(3, np.uint8)]).astype(np.int16)  # [n + 3]
+    lead, c1, c2, c3 = b[:n], b[1 : n + 1], b[2 : n + 2], b[3 : n + 3]
+
+    def cont(x, lo=0x80, hi=0xBF):
+        return (x >= lo) & (x <= hi)
+
+    two = cont(lead, 0xC2, 0xDF) & cont(c1)
+    three = (cont(lead, 0xE0, 0xEF) & cont(c1, np.where(lead == 0xE0, 0xA0, 0x80), np.where(lead == 0xED, 0x9F, 0xBF))
+             & cont(c2))
+    four = (cont(lead, 0xF0, 0xF4) & cont(c1, np.where(lead == 0xF0, 0x90, 0x80), np.where(lead == 0xF4, 0x8F, 0xBF))
+            & cont(c2) & cont(c3))
+    width = np.where(two, 2, np.where(three, 3, np.where(four, 4, 0)))  # [n] char starting here, 0 none
+    start = np.flatnonzero(width)
+    start = start[tok[start + width[start] - 1] == tok[start]]  # the whole character inside one token
+    ok = np.zeros(n, dtype=bool)
+    for k in range(4):
+        at = start[width[start] > k]
+        ok[at + k] = True
+    return ok
+
+
+def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.ndarray], ensure: Callable,
+             walk: Callable[[int, bytes], int], first_byte: np.ndarray,
+             skip: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Allowed token ids and their end states from ``state``, where ``loop`` loops on the class of
+    ``split`` and every in-class character, except the first bytes in ``skip``, leads ``state``
+    to ``loop`` (``state == loop`` for a looping state). The tokens starting with a byte of
+    ``skip`` ([256] bool, None for none) are left out: the caller walks them.
+
+    table_of(), ensure(states): the DFA's transition table and row expansion, as for
+        ``TokenTrie.walk`` (``state`` and ``loop`` are expanded already).
+    walk(x, data): the DFA state after feeding ``data`` from ``x`` (< 0 once dead).
+    first_byte: [V] int16 first byte of each token id.
+    """
+    x = table_of()[np.where(split.in_loop, loop, state), split.first]  # [u] int32 state after each first byte
+    step = np.flatnonzero((x >= 0) & (split.length > 1))  # suffixes alive with bytes left
+    for j in range(1, split.grid.shape[1]):
+        if not len(step):
+            break
+        at = x[step]
+        table = table_of()
+        if (table[at, 0] == UNKNOWN).any():
+            ensure(at)
+            table = table_of()
+        x[step] = nxt = table[at, split.grid[step, j]]
+        step = step[(nxt >= 0) & (split.length[step] > j + 1)]
+    width = split.grid.shape[1]
+    for u in np.flatnonzero((x >= 0) & (split.length > width)).tolist():
+        x[u] = walk(int(x[u]), split.suffixes[u][width:])
+    rest_end = x[split.rest_suffix]  # [r] end state of each other token, < 0 dead
+    keep = rest_end >= 0
+    inside = split.inside
+    if skip is not None:
+        inside = inside[~skip[first_byte[inside]]]
+        keep &= ~skip[first_byte[split.rest_ids]]
+    ids = np.concatenate([inside, split.rest_ids[keep]])
+    nexts = np.concatenate([np.full(len(inside), loop, dtype=np.int32), rest_end[keep]])
+    return ids, nexts
+
+
+# UTF-8 encodings of every non-ASCII code point: (lead bytes, then one continuation range per byte)
+_UTF8_FORMS = (
+    ((0xC2, 0xDF), ((0x80, 0xBF),)),
+    ((0xE0, 0xE0), ((0xA0, 0xBF), (0x80, 0xBF))),
+    ((0xE1, 0xEC), ((0x80, 0xBF), (0x80, 0xBF))),
+    ((0xED, 0xED), ((0x80, 0x9F), (0x80, 0xBF))),
+    ((0xEE, 0xEF), ((0x80, 0xBF), (0x80, 0xBF))),
+    ((0xF0, 0xF0), ((0x90, 0xBF), (0x80, 0xBF), (0x80, 0xBF))),
+    ((0xF1, 0xF3), ((0x80, 0xBF), (0x80, 0xBF), (0x80, 0xBF))),
+    ((0xF4, 0xF4), ((0x80, 0x8F), (0x80, 0xBF), (0x80, 0xBF))),
+)
+
+
+def loops_on_non_ascii(dfa: ByteDFA, state: int, target: int | None = None) -> bool:
+    """True when every non-ASCII character (all of its UTF-8 bytes) leads ``state`` to ``target``
+    (default: back to ``state`` itself)."""
+    target = state if target is None else target
+    for (lo, hi), tail in _UTF8_FORMS:
+        cur = np.unique(dfa.expand(state)[lo : hi + 1])
+        for a, b in tail:
+            if (cur < 0).any():
+                return False
+            dfa.ensure(cur)
+            cur = np.unique(dfa.table[cur][:, a : b + 1])
+        if not (cur == target).all():
+            return False
+    return True
