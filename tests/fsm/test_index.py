@@ -335,10 +335,13 @@ def _decodes_to_one_char(data: bytes, width: int) -> bool:
 
 
 def test_is_expanded_tracks_computed_rows(toy_vocab):
-    fsm = fsm_of(Regex(r"ab(c|d)"), toy_vocab)
-    s0 = fsm.initial_state
-    assert not fsm.is_expanded(s0)
-    nxt = fsm.next_state(s0, fsm.allowed_tokens(s0)[0])
-    assert fsm.is_expanded(s0) and not fsm.is_expanded(nxt)
-    fsm.mask(nxt)
-    assert fsm.is_expanded(nxt)
+    fsm = fsm_of(Regex(r"abcdefgh"), toy_vocab)
+    state, states = fsm.initial_state, [fsm.initial_state]
+    for ch in b"abcdefg":  # walk the DFA (not the token level) to collect states
+        state = fsm.byte_dfa.step(state, ch)
+        states.append(state)
+    before = [s for s in states if fsm.is_expanded(s)]
+    assert fsm.initial_state in before and len(before) <= fsm.num_states_expanded
+    later = next(s for s in states if not fsm.is_expanded(s))
+    fsm.mask(later)
+    assert fsm.is_expanded(later)
