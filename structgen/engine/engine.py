@@ -196,7 +196,8 @@ class Engine:
             s = c.seq
             ids.extend(s.tokens[c.start : c.end])
             pos.extend(range(c.start, c.end))
-            kv.append(torch.cat([s.kv_slots, c.out_slots]))  # [end]
+            c.context = torch.cat([s.kv_slots, c.out_slots])  # [end]; commit() keeps it as seq.kv_slots
+            kv.append(c.context)
             lens.append(c.size)
             if c.end == len(s.tokens) and s.params.max_tokens > 0:
                 sample_rows.append(total + c.size - 1)

@@ -49,6 +49,7 @@ class Chunk:
     seq: Sequence
     start: int
     out_slots: torch.Tensor  # [n] long
+    context: torch.Tensor | None = None  # [end] long: seq.kv_slots + out_slots, when a caller built it
 
     @property
     def size(self) -> int:
@@ -217,7 +218,7 @@ class Scheduler:
         """Record that each chunk's tokens now have K/V in its ``out_slots``."""
         for c in chunks:
             seq = c.seq
-            seq.kv_slots = torch.cat([seq.kv_slots, c.out_slots])  # [num_computed + n]
+            seq.kv_slots = c.context if c.context is not None else torch.cat([seq.kv_slots, c.out_slots])  # [end]
             seq.num_computed = c.end
             if self.radix is not None and c.start < seq.prompt_len and c.size > 1:
                 self._cache_prefix(seq)
