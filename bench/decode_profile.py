@@ -1,22 +1,27 @@
 """Where one decode step's time goes: a torch.profiler table of the GraphDecoder step's kernels.
 
     python bench/decode_profile.py [--batch 1 [64 ...]] [--model llama|smollm2] [--kernels fused,unfused] [--gemv]
+        [--top 18]
 
 Runs the step body eagerly (same kernels as the captured graph: Triton attention, compiled
 element-wise ops, fused sampling) for a random-weight model, after a warm-up, and prints the
 number of kernels per step and the kernels with the most device time, then the graph step time.
-``--kernels`` lists settings of ``DecoderModel.decode_kernels`` (default: all five): ``fused``
+``--kernels`` lists settings of ``DecoderModel.decode_kernels`` (default: all six): ``fused``
 (RoPE + KV write + decode attention + split merge in one launch), ``fused_reduce`` (the same
 with a separate reduce kernel), ``rope_kv`` (a RoPE + KV kernel, then split + reduce attention),
 ``unfused`` (rotary, two ``index_copy_``, split + reduce attention); each of these runs the
 projections and LM head of batches up to ``decoder.GEMV_DECODE_ROWS`` rows through
-``kernels.gemv`` (the MLP activation fused into the down projection), and ``cublas`` is ``fused``
-with every projection through cuBLAS (``DecodeKernels(gemv=False)``; larger batches run the same
-kernels as ``fused``): ``--kernels cublas,fused`` times the gemv kernels. One decoder is captured per
+``kernels.gemv`` (the MLP activation fused into the down projection, the residual add + RMSNorm
+fused into the qkv, gate/up and LM-head projections: ``kernels.gemv_norm``); ``norm_apart`` is
+``fused`` with the add + RMSNorm kernels kept separate (``DecodeKernels(fused_norm=False)``) and
+``cublas`` is ``fused`` with every projection through cuBLAS (``DecodeKernels(gemv=False)``); at
+larger batches both run the same kernels as ``fused``: ``--kernels cublas,fused`` times the gemv
+kernels, ``--kernels norm_apart,fused`` the norm fusion. One decoder is captured per
 setting in the same process; they are profiled one after the other, their graph steps timed
 interleaved (median of rounds), and their greedy tokens
 compared with the first setting's (random weights: near-ties can flip under other rounding).
-``--gemv`` adds a table of each projection's time in the stored and the transposed weight layout.
+A table of every batch and setting's step time comes last. ``--gemv`` adds a table of each
+projection's time in the stored and the transposed weight layout.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ SETTINGS = {
     "fused_reduce": DecodeKernels(rope_kv="attention", attention_merge="kernel"),
     "rope_kv": DecodeKernels(rope_kv="kernel", attention_merge="kernel"),
     "unfused": DecodeKernels(rope_kv="unfused", attention_merge="kernel"),
+    "norm_apart": DecodeKernels(fused_norm=False),
     "cublas": DecodeKernels(gemv=False),
 }
 
 
-def profile_body(dec: GraphDecoder, seqs, b: int, steps: int, label: str) -> None:
+def profile_body(dec: GraphDecoder, seqs, b: int, steps: int, label: str, top: int = 18) -> None:
     """Profile ``steps`` eager step bodies of ``dec``; print the kernel count and the top kernels."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -63,7 +69,7 @@ def profile_body(dec: GraphDecoder, seqs, b: int, steps: int, label: str) -> Non
           f"{total_us / steps / 1000:.3f} ms of kernel time")
     print("| kernel | calls/step | µs/step | µs/call |")
     print("|---|---|---|---|")
-    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:18]:
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:top]:
         print(f"| {e.key[:70]} | {e.count / steps:.0f} | {e.self_device_time_total / steps:.1f} | "
               f"{e.self_device_time_total / max(1, e.count):.1f} |")
 
@@ -130,19 +136,27 @@ def main() -> None:
     ap.add_argument("--kernels", default=",".join(SETTINGS), help=f"comma-separated subset of {','.join(SETTINGS)}")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--gemv", action="store_true", help="also time each projection in both weight layouts")
+    ap.add_argument("--top", type=int, default=18, help="kernels listed per profile")
     args = ap.parse_args()
     if not set(args.kernels.split(",")) <= set(SETTINGS):
         ap.error(f"--kernels takes a comma-separated subset of {','.join(SETTINGS)}")
     _, runner = build(LLAMA_1B if args.model == "llama" else SMOLLM2_135M)
     print(f"{args.model}, {torch.cuda.get_device_name()}")
-    for b in args.batch:
-        compare(runner, b, args)
+    summary = [compare(runner, b, args) for b in args.batch]
     if args.gemv:
         gemv_table(runner, args.batch)
+    labels = args.kernels.split(",")
+    print(f"\ngraph step ms, median of {args.rounds} interleaved rounds of 32 steps ({args.model}, "
+          f"{torch.cuda.get_device_name()})")
+    print("| batch | " + " | ".join(labels) + " |")
+    print("|---|" + "---|" * len(labels))
+    for b, medians in zip(args.batch, summary):
+        print(f"| {b} | " + " | ".join(f"{medians[label]:.3f}" for label in labels) + " |")
 
 
-def compare(runner, b: int, args) -> None:
-    """Profile and time the decode step at batch ``b`` under each setting of ``args.kernels``."""
+def compare(runner, b: int, args) -> dict[str, float]:
+    """Profile and time the decode step at batch ``b`` under each setting of ``args.kernels``; returns
+    each setting's median graph step ms."""
     pool = runner.new_kv_pool(b * (PROMPT + 64) + 8)
     starts = prefill(runner, pool, torch.randint(0, runner.config.vocab_size, (b, PROMPT)).tolist(), PROMPT + 64)
     seqs = [DecodeSeq(t, p, s) for t, p, s in starts]
@@ -156,7 +170,7 @@ def compare(runner, b: int, args) -> None:
         torch.cuda.synchronize()
     for label in labels:
         runner.model.decode_kernels = SETTINGS[label]
-        profile_body(decoders[label], seqs, b, args.steps, label)
+        profile_body(decoders[label], seqs, b, args.steps, label, args.top)
     times = {label: [] for label in labels}
     for _ in range(args.rounds):  # interleaved, so that clock or load drift hits every setting alike
         for label in labels:
@@ -170,6 +184,7 @@ def compare(runner, b: int, args) -> None:
         same = (decoders[label].run(0)[:, :b] == first).float().mean().item()
         print(f"batch {b}: greedy tokens of [{label}] equal to [{labels[0]}]: {same:.1%} of {first.numel()}")
     runner.model.decode_kernels = DecodeKernels()
+    return {label: statistics.median(times[label]) for label in labels}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python bench/kernel_bench.py --small    # small sizes, few iterations
     python bench/kernel_bench.py --groups attn,rope_kv   # a subset of the tables
     python bench/kernel_bench.py --groups gemv --gemv-configs   # gemv, also under other launch configs
+    python bench/kernel_bench.py --groups gemv_norm --gemv-configs   # the norm-fused gemv, likewise
 
 Prints one table: masking (V = 128256, fp32) against "one read of the logits" (``logits.max(-1)``)
 and a copy, fused masked sampling (greedy and temperature 1), the FSM advance, and decode /
@@ -11,7 +12,9 @@ extend attention over a shuffled KV pool (bf16, 32 query heads, 8 KV heads, head
 with the KV bytes read per second (decode with both ``merge`` modes), and the fused RoPE + KV
 write (Llama-3.2-1B heads), and the skinny projections (``gemv``, batch 1, 2 and 4, the five
 Llama-3.2-1B shapes, bf16) against ``F.linear`` (cuBLAS), each call on another copy of the weight
-so that L2 holds none of it (as in a decode step, where every layer has its own). xgrammar's ``apply_token_bitmask_inplace`` is timed too when
+so that L2 holds none of it (as in a decode step, where every layer has its own), and the
+projections that follow a norm (``gemv_norm``: residual add + RMSNorm fused in, batch 1 and 2)
+against the compiled add + RMSNorm kernel followed by ``gemv``. xgrammar's ``apply_token_bitmask_inplace`` is timed too when
 it imports (CUDA only). The Triton interpreter is never timed: on the CPU only torch runs.
 """
 
@@ -28,15 +31,21 @@ from structgen.kernels import (
     decode_attention,
     extend_attention,
     gemv,
+    gemv_norm,
     mask_logits_by_state_,
     masked_sample,
     rope_kv_write,
 )
 from structgen.kernels.attention import MERGES
-from structgen.kernels.gemv import GemvConfig, gemv_config, gemv_triton
+from structgen.kernels.gemv import (
+    GemvConfig,
+    gemv_config,
+    gemv_norm_triton,
+    gemv_triton,
+)
 
 VOCAB = 128256
-GROUPS = ("mask", "sample", "fsm", "attn", "rope_kv", "gemv")
+GROUPS = ("mask", "sample", "fsm", "attn", "rope_kv", "gemv", "gemv_norm")
 GEMV_SHAPES = {"qkv": (3072, 2048), "o": (2048, 2048), "gate_up": (16384, 2048), "down": (2048, 8192),
                "lm_head": (128256, 2048)}  # Llama-3.2-1B projections [out, in]
 GEMV_CONFIGS = [GemvConfig(*c) for c in [(8, 512, 1, 4, 1), (4, 512, 1, 4, 1), (4, 512, 2, 4, 1), (8, 1024, 1, 8, 1),
@@ -264,6 +273,35 @@ def bench_gemv(rows, measure, device, batches, shapes, gen, configs=()):
                 add(rows, "gemv", case, label, t, note=f"{size / best / 1e3:.0f} GB/s")
 
 
+def bench_gemv_norm(rows, measure, device, batches, shapes, gen, configs=()):
+    """Per call: the add + RMSNorm kernel then ``gemv`` (as ``DecodeKernels(fused_norm=False)`` runs
+    them; torch.compile'd on CUDA) vs ``gemv_norm``; weight GB/s in the note; ``configs``: the
+    Triton kernel under other launch parameters too."""
+    from structgen.engine.models.decoder import ElementwiseOps
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    add_norm = ElementwiseOps.compiled().add_norm if device.type == "cuda" else ElementwiseOps().add_norm
+    for name, (n, k) in shapes.items():
+        size = n * k * torch.finfo(dtype).bits // 8
+        copies = max(1, -(-128 * 2**20 // size))  # > L2: each call reads its weight from memory
+        ws = [(torch.randn(n, k, generator=gen) / k**0.5).to(dtype).to(device) for _ in range(copies)]
+        ln = (1 + 0.1 * torch.randn(k, generator=gen)).to(dtype).to(device)
+        for b in batches:
+            x, d = (torch.randn(b, k, generator=gen).to(dtype).to(device) for _ in range(2))
+            case = f"{name} B={b} N={n} K={k}"
+            cands = [("add_norm + gemv", lambda w: gemv(add_norm(x, d, ln, 1e-5)[1], w))]
+            cfg = gemv_config(b, n, k, x.element_size())
+            cands.append((f"gemv_norm {tuple(cfg)}", lambda w: gemv_norm(x, w, ln=ln, eps=1e-5, delta=d)))
+            cands += [(f"gemv_norm_triton {tuple(c)}",
+                       lambda w, c=c: gemv_norm_triton(x, w, ln=ln, eps=1e-5, delta=d, config=c))
+                      for c in configs if c != cfg and device.type == "cuda"]
+            for label, fn in cands:
+                t = measure(lambda fn=fn: [fn(w) for w in ws])
+                t = (t[0] / copies, None if t[1] is None else t[1] / copies)
+                best = t[1] if t[1] is not None else t[0]
+                add(rows, "gemv_norm", case, label, t, note=f"{size / best / 1e3:.0f} GB/s")
+
+
 def print_table(rows, device):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}   torch {torch.__version__}")
@@ -310,6 +348,9 @@ def main() -> None:
     if "gemv" in groups:
         shapes = {"small": (300, 256), "down": (64, 512)} if small else GEMV_SHAPES
         bench_gemv(rows, measure, device, [1, 2, 4], shapes, gen, GEMV_CONFIGS if args.gemv_configs else ())
+    if "gemv_norm" in groups:
+        shapes = {"small": (300, 256)} if small else {n: GEMV_SHAPES[n] for n in ("qkv", "gate_up", "lm_head")}
+        bench_gemv_norm(rows, measure, device, [1, 2], shapes, gen, GEMV_CONFIGS if args.gemv_configs else ())
     print_table(rows, device)
 
 

@@ -11,7 +11,8 @@ with the host on the Triton path except where a docstring says so.
 * ``attention``: :func:`decode_attention`, :func:`extend_attention` over the slot-indexed KV pool,
   :func:`decode_attention_rope_kv` (RoPE + KV write + decode attention in one launch)
 * ``rope_kv``: :func:`rope_kv_write` (RoPE of a step's q/k fused with the KV-pool write)
-* ``gemv``: :func:`gemv` (``x @ w.T + b`` for a few rows, optionally with the MLP activation fused in)
+* ``gemv``: :func:`gemv` (``x @ w.T + b`` for a few rows, optionally with the MLP activation fused in),
+  :func:`gemv_norm` (the same with the residual add + RMSNorm before it fused in)
 """
 
 from structgen.kernels._backend import BACKENDS, resolve_backend
@@ -21,7 +22,7 @@ from structgen.kernels.attention import (
     extend_attention,
 )
 from structgen.kernels.fsm import advance_states
-from structgen.kernels.gemv import gemv
+from structgen.kernels.gemv import gemv, gemv_norm
 from structgen.kernels.mask import (
     apply_token_bitmask_,
     mask_logits_by_state_,
@@ -39,6 +40,7 @@ __all__ = [
     "decode_attention_rope_kv",
     "extend_attention",
     "gemv",
+    "gemv_norm",
     "gumbel_noise",
     "mask_logits_by_state_",
     "masked_sample",

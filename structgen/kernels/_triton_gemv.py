@@ -11,6 +11,13 @@ the program adds the bias and stores in the output dtype; otherwise it stores fp
 ``[SPLIT_K, M, N]`` that ``gemv_split_reduce`` adds up (fixed order: deterministic).
 ``GATED``: the input row is ``[gate | up]`` of width ``2 * K`` and the product uses
 ``silu(gate) * up``, computed in fp32 on the fly.
+
+``gemv_norm``: the same product with the input row ``rms_norm(x + delta) * ln`` (``x`` alone without
+``HAS_DELTA``). Every program first reads its input rows once (``BLOCK_R`` columns at a time, the
+whole row in one step where it fits, from L2) to get their sums of squares, then streams its weight tiles, normalising the input columns of each tile on the
+fly; the residual ``x + delta`` and the normalised input are rounded to x's dtype as the unfused ops
+round them. Program ``(0, 0)`` alone writes ``x + delta`` to the residual output during its first
+pass; no program reads that output, so it never aliases ``x`` or ``delta``.
 """
 
 import triton
@@ -117,3 +124,102 @@ def gemv_split_reduce(part_ptr, b_ptr, out_ptr, N, stride_om, M: tl.constexpr, H
     if HAS_BIAS:
         y += tl.load(b_ptr + n, mask=mask, other=0.0).to(tl.float32)
     tl.store(out_ptr + m * stride_om + n, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _residual(x_row, d_row, k, K, HAS_DELTA: tl.constexpr):
+    """fp32 ``x + delta`` at columns ``k`` of one row (zeros past K), rounded to x's dtype once."""
+    r = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)
+    if HAS_DELTA:
+        r += tl.load(d_row + k, mask=k < K, other=0.0).to(tl.float32)
+        r = r.to(x_row.dtype.element_ty, fp_downcast_rounding="rtne").to(tl.float32)  # as the unfused add
+    return r
+
+
+@triton.jit
+def _rstd(x_row, d_row, res_row, write, K, eps, HAS_DELTA: tl.constexpr, BLOCK_R: tl.constexpr):
+    """``1 / sqrt(mean(r ** 2) + eps)`` of one row ``r = x + delta``; stores ``r`` to ``res_row`` where ``write``."""
+    cols = tl.arange(0, BLOCK_R)
+    ss = tl.zeros([BLOCK_R], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_R):
+        k = k0 + cols
+        r = _residual(x_row, d_row, k, K, HAS_DELTA)
+        if HAS_DELTA:
+            tl.store(res_row + k, r.to(res_row.dtype.element_ty), mask=(k < K) & write)
+        ss += r * r
+    return 1.0 / tl.sqrt(tl.sum(ss) / K + eps)
+
+
+@triton.jit
+def _normed(x_row, d_row, ln, rstd, k, K, HAS_DELTA: tl.constexpr):
+    """fp32 input columns ``k``: ``(x + delta) * rstd * ln`` rounded to x's dtype (zeros past K)."""
+    h = _residual(x_row, d_row, k, K, HAS_DELTA) * rstd * ln
+    return h.to(x_row.dtype.element_ty, fp_downcast_rounding="rtne").to(tl.float32)
+
+
+@triton.jit
+def _accumulate_normed(acc0, acc1, acc2, acc3, w, x_ptr, d_ptr, ln_ptr, stride_xm, stride_dm, k, K,
+                       rstd0, rstd1, rstd2, rstd3, M: tl.constexpr, HAS_DELTA: tl.constexpr):
+    """``acc_m += w * normed(x)[m, k]`` for each of the M rows (fp32)."""
+    w = w.to(tl.float32)
+    ln = tl.load(ln_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+    acc0 += w * _normed(x_ptr, d_ptr, ln, rstd0, k, K, HAS_DELTA)[None, :]
+    if M > 1:
+        acc1 += w * _normed(x_ptr + stride_xm, d_ptr + stride_dm, ln, rstd1, k, K, HAS_DELTA)[None, :]
+    if M > 2:
+        acc2 += w * _normed(x_ptr + 2 * stride_xm, d_ptr + 2 * stride_dm, ln, rstd2, k, K, HAS_DELTA)[None, :]
+    if M > 3:
+        acc3 += w * _normed(x_ptr + 3 * stride_xm, d_ptr + 3 * stride_dm, ln, rstd3, k, K, HAS_DELTA)[None, :]
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
+def gemv_norm(x_ptr, d_ptr, ln_ptr, res_ptr, w_ptr, b_ptr, out_ptr, part_ptr, N, K, K_SPLIT, eps,
+              stride_xm, stride_dm, stride_rm, stride_wn, stride_om,
+              M: tl.constexpr, HAS_DELTA: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
+              SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UNROLL: tl.constexpr,
+              BLOCK_R: tl.constexpr):
+    """out[m, n] = sum_k (rms_norm(x + delta) * ln)[m, k] * w[n, k] (+ b[n]); res[m] = x[m] + delta[m]."""
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    write = (pid_n == 0) & (pid_k == 0)  # the one program that stores the residual rows
+    rstd0 = _rstd(x_ptr, d_ptr, res_ptr, write, K, eps, HAS_DELTA, BLOCK_R)
+    rstd1 = rstd0
+    rstd2 = rstd0
+    rstd3 = rstd0
+    if M > 1:
+        rstd1 = _rstd(x_ptr + stride_xm, d_ptr + stride_dm, res_ptr + stride_rm, write, K, eps, HAS_DELTA, BLOCK_R)
+    if M > 2:
+        rstd2 = _rstd(x_ptr + 2 * stride_xm, d_ptr + 2 * stride_dm, res_ptr + 2 * stride_rm, write, K, eps,
+                      HAS_DELTA, BLOCK_R)
+    if M > 3:
+        rstd3 = _rstd(x_ptr + 3 * stride_xm, d_ptr + 3 * stride_dm, res_ptr + 3 * stride_rm, write, K, eps,
+                      HAS_DELTA, BLOCK_R)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+    cols = tl.arange(0, BLOCK_K)  # [BLOCK_K]
+    w_tile = w_ptr + tl.minimum(rows, N - 1).to(tl.int64)[:, None] * stride_wn + cols[None, :]
+    k_start = pid_k * K_SPLIT
+    k_end = tl.minimum(k_start + K_SPLIT, K)
+    acc0 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    acc3 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    for k0 in range(k_start, k_end, UNROLL * BLOCK_K):
+        w = _w_tile(w_tile, k0, k0 + cols, K, EVEN_K)  # [BLOCK_N, BLOCK_K]
+        if UNROLL == 2:
+            w_next = _w_tile(w_tile, k0 + BLOCK_K, k0 + BLOCK_K + cols, K, EVEN_K)
+        acc0, acc1, acc2, acc3 = _accumulate_normed(acc0, acc1, acc2, acc3, w, x_ptr, d_ptr, ln_ptr, stride_xm,
+                                                    stride_dm, k0 + cols, K, rstd0, rstd1, rstd2, rstd3,
+                                                    M, HAS_DELTA)
+        if UNROLL == 2:
+            acc0, acc1, acc2, acc3 = _accumulate_normed(acc0, acc1, acc2, acc3, w_next, x_ptr, d_ptr, ln_ptr,
+                                                        stride_xm, stride_dm, k0 + BLOCK_K + cols, K,
+                                                        rstd0, rstd1, rstd2, rstd3, M, HAS_DELTA)
+    part = part_ptr + pid_k * M * N
+    _finish(acc0, 0, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
+    if M > 1:
+        _finish(acc1, 1, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
+    if M > 2:
+        _finish(acc2, 2, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
+    if M > 3:
+        _finish(acc3, 3, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)

@@ -8,7 +8,13 @@ import torch.nn.functional as F
 
 from structgen.errors import KernelDtypeError, KernelInputError
 from structgen.kernels import gemv
-from structgen.kernels.gemv import GEMV_MAX_ROWS, GemvConfig, gemv_torch, gemv_triton
+from structgen.kernels.gemv import (
+    GEMV_MAX_ROWS,
+    GemvConfig,
+    gemv_norm,
+    gemv_torch,
+    gemv_triton,
+)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -131,14 +137,22 @@ def test_native_llama_shapes_match_cublas(gen, m, name):
 
 
 @pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "Qwen2ForCausalLM"])
-@pytest.mark.parametrize("batch", [2, 3])
-def test_decode_hidden_and_logits_with_gemv_match_the_torch_path(triton_ready, device, architecture, batch):
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize("fused_norm", [False, True])
+def test_decode_hidden_and_logits_with_gemv_match_the_torch_path(triton_ready, device, monkeypatch, architecture,
+                                                                 batch, fused_norm):
     """DecodeKernels(gemv=True): projections (biases for Qwen2), fused MLP activation and LM head through
-    gemv at batch 2; batch 3 is over GEMV_DECODE_ROWS and keeps linear. Both equal the torch path."""
+    gemv at batch 1 and 2, with ``fused_norm`` (up to GEMV_NORM_ROWS rows) the input norms (the first
+    layer's without an add) and the final norm inside gemv_norm; batch 3 is over GEMV_DECODE_ROWS and
+    keeps linear. All equal the torch path."""
+    from structgen import kernels
     from structgen.engine.kv_cache import KVPool
     from structgen.engine.models.config import ModelConfig
-    from structgen.engine.models.decoder import DecoderModel
+    from structgen.engine.models.decoder import GEMV_NORM_ROWS, DecoderModel
     from structgen.engine.models.weights import random_weights
+
+    normed_calls = []
+    monkeypatch.setattr(kernels, "gemv_norm", lambda *a, **kw: normed_calls.append(1) or gemv_norm(*a, **kw))
 
     cfg = ModelConfig.from_hf({"architectures": [architecture], "vocab_size": 300, "hidden_size": 64,
                                "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -160,12 +174,14 @@ def test_decode_hidden_and_logits_with_gemv_match_the_torch_path(triton_ready, d
     results = []
     for gemv_on, backend in ((False, "torch"), (True, triton_ready)):
         model.decode_kernels.gemv = gemv_on
+        model.decode_kernels.fused_norm = fused_norm and gemv_on
         pool = KVPool(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, 100, torch.float32, device)
         for cache in (*pool.k, *pool.v):
             cache.copy_(torch.randn(cache.shape, generator=torch.Generator().manual_seed(9)))
         hidden = model.decode_hidden(ids, positions, out_slots, indptr, ctx, pool, backend)  # [B, hidden]
         results.append((hidden, model.logits(hidden, backend), pool.k[1].clone()))
     (want, want_logits, want_k), (got, got_logits, got_k) = results
+    assert len(normed_calls) == (2 * cfg.num_layers + 1 if fused_norm and batch <= GEMV_NORM_ROWS else 0)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got_logits, want_logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got_k, want_k, atol=1e-4, rtol=1e-4)

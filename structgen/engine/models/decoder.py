@@ -11,7 +11,8 @@ indices and never synchronises with the host (so it can be captured in a CUDA gr
 each layer's RoPE, KV-pool write, decode attention and split merge are one Triton launch
 (``kernels.decode_attention_rope_kv``), and the projections and the LM head of a batch of at most
 ``GEMV_DECODE_ROWS`` rows run through ``kernels.gemv`` (the MLP activation fused into the down
-projection); each is switchable through ``DecoderModel.decode_kernels``.
+projection, the residual add + RMSNorm before a projection fused into it: ``kernels.gemv_norm``);
+each is switchable through ``DecoderModel.decode_kernels``.
 Under tensor parallelism (``parallel.py``) the weights hold this rank's heads and MLP columns,
 ``config`` the per-rank head counts, and ``reduce`` sums the row-parallel outputs over ranks.
 """
@@ -65,6 +66,7 @@ rotated k and v into the layer's pool rows at the step's slots, and attend."""
 
 ROPE_KV_MODES = ("attention", "kernel", "unfused")
 GEMV_DECODE_ROWS = 2  # rows up to which kernels.gemv beats cuBLAS on an H100 (bench/decode_profile.py)
+GEMV_NORM_ROWS = 1  # rows up to which kernels.gemv_norm beats add + RMSNorm then gemv (bench/decode_profile.py)
 
 
 @dataclass
@@ -81,7 +83,10 @@ class DecodeKernels:
     when the step has at most ``GEMV_DECODE_ROWS`` rows, run the four projections of each layer
     and the LM head (``logits``, for any caller) through ``kernels.gemv`` instead of cuBLAS, with
     ``silu(gate) * up`` computed inside the down projection (plain ``[out, in]`` weights only;
-    others keep ``linear``).
+    others keep ``linear``). ``fused_norm``: where ``gemv`` applies and the step has at most
+    ``GEMV_NORM_ROWS`` rows, also fold the residual add + RMSNorm before the qkv and gate/up
+    projections (and the final norm before the LM head) into the projection
+    (``kernels.gemv_norm``), one launch fewer per norm.
     Every setting computes the same function up to rounding; on the torch backend all run the
     reference ops.
     """
@@ -89,6 +94,7 @@ class DecodeKernels:
     rope_kv: str = "attention"
     attention_merge: str = "fused"
     gemv: bool = True
+    fused_norm: bool = True
 
 
 class DecoderModel:
@@ -169,7 +175,8 @@ class DecoderModel:
             def attention(qkv, lw, k_cache, v_cache):
                 return attend(store(qkv, lw, k_cache, v_cache), k_cache, v_cache)
 
-        return self._run_layers(input_ids, attention, pool, self.decode_ops, gemv=fused.gemv, backend=backend)
+        return self._run_layers(input_ids, attention, pool, self.decode_ops, gemv=fused.gemv,
+                                fused_norm=fused.fused_norm, backend=backend)
 
     def _split_qkv(self, qkv: torch.Tensor, lw: LayerWeights):
         """``q [T, H, D], k [T, KV, D], v [T, KV, D]`` of the fused projection, q/k normed if the model has norms."""
@@ -202,23 +209,23 @@ class DecoderModel:
         return store
 
     def _run_layers(self, input_ids, attention: LayerAttention, pool: KVPool, ops: ElementwiseOps,
-                    gemv: bool = False, backend: str = "auto") -> torch.Tensor:
-        c, layers = self.config, self.weights.layers
+                    gemv: bool = False, fused_norm: bool = False, backend: str = "auto") -> torch.Tensor:
         x = F.embedding(input_ids, self.weights.embed)  # [T, hidden]
-        h = F.rms_norm(x, (c.hidden_size,), layers[0].ln1, c.rms_norm_eps)  # [T, hidden]
-        proj = Projection(self.t, gemv and x.shape[0] <= GEMV_DECODE_ROWS, backend)
-        for i, lw in enumerate(layers):
-            x, delta = self._layer(x, h, lw, pool.k[i], pool.v[i], attention, ops, proj)
-            if i + 1 < len(layers):  # the residual add fused with the next layer's input norm
-                x, h = ops.add_norm(x, delta, layers[i + 1].ln1, c.rms_norm_eps)
+        delta = None  # the first layer's input is x itself
+        rows = x.shape[0]
+        proj = Projection(self.t, gemv and rows <= GEMV_DECODE_ROWS, backend, fused_norm and rows <= GEMV_NORM_ROWS)
+        for i, lw in enumerate(self.weights.layers):
+            x, delta = self._layer(x, delta, lw, pool.k[i], pool.v[i], attention, ops, proj)
         return x + delta
 
     def logits(self, hidden: torch.Tensor, backend: str = "auto") -> torch.Tensor:
         """float32 logits ``[n, vocab]`` from final-layer hidden states ``[n, hidden]`` (``backend``: of gemv)."""
         c = self.config
-        h = F.rms_norm(hidden, (c.hidden_size,), self.weights.norm, c.rms_norm_eps)  # [n, hidden]
-        proj = Projection(self.t, self.decode_kernels.gemv and h.shape[0] <= GEMV_DECODE_ROWS, backend)
-        out = proj(h, self.weights.lm_head, None)  # [n, vocab] (this rank's columns if vocab-parallel)
+        fused, rows = self.decode_kernels, hidden.shape[0]
+        proj = Projection(self.t, fused.gemv and rows <= GEMV_DECODE_ROWS, backend,
+                          fused.fused_norm and rows <= GEMV_NORM_ROWS)
+        _, out = proj.normed(hidden, None, self.weights.norm, c.rms_norm_eps, self.weights.lm_head, None,
+                             EAGER_OPS)  # [n, vocab] (this rank's columns if vocab-parallel)
         if self.gather_vocab is not None:
             out = self.gather_vocab(out)  # [n, vocab]
         return out.float()
@@ -226,7 +233,7 @@ class DecoderModel:
     def _layer(
         self,
         x: torch.Tensor,
-        h: torch.Tensor,
+        delta: torch.Tensor | None,
         lw: LayerWeights,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
@@ -234,15 +241,15 @@ class DecoderModel:
         ops: ElementwiseOps = EAGER_OPS,
         proj: Projection | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer on ``x`` (residual stream) and ``h`` (its input norm); returns ``(x, mlp_out)``."""
+        """One layer on the residual stream ``x + delta`` (``x`` when ``delta`` is None); returns
+        ``(x + delta + attn_out, mlp_out)``: the residual add is fused with the layer's input norm."""
         c = self.config
         t = x.shape[0]
         proj = proj or Projection(self.t, False, "auto")
-        qkv = proj(h, lw.w_qkv, lw.b_qkv)  # [T, q + 2*kv]
+        x, qkv = proj.normed(x, delta, lw.ln1, c.rms_norm_eps, lw.w_qkv, lw.b_qkv, ops)  # [T, hidden], [T, q + 2*kv]
         a = attention(qkv, lw, k_cache, v_cache)  # [T, H, D]; K/V of the new tokens written to the pool
         o = self._row_parallel(proj, a.reshape(t, c.q_size), lw.w_o, lw.b_o)  # [T, hidden]
-        x, h = ops.add_norm(x, o, lw.ln2, c.rms_norm_eps)
-        gate_up = proj(h, lw.w_gate_up, lw.b_gate_up)  # [T, 2*inter]
+        x, gate_up = proj.normed(x, o, lw.ln2, c.rms_norm_eps, lw.w_gate_up, lw.b_gate_up, ops)  # [T, 2*inter]
         if proj.applies(lw.w_down):  # silu(gate) * up inside the down projection
             return x, self._row_parallel(proj, gate_up, lw.w_down, lw.b_down, gated=True)
         return x, self._row_parallel(proj, ops.act(gate_up), lw.w_down, lw.b_down)  # [T, hidden] x2
@@ -260,11 +267,13 @@ class Projection:
 
     ``small``: use ``kernels.gemv`` (few rows) for plain contiguous ``[out, in]`` weights; every
     other weight, and every call when not ``small``, goes through ``weights.linear``. ``gated`` is
-    only asked for where :meth:`applies` said yes.
+    only asked for where :meth:`applies` said yes. :meth:`normed` runs the residual add + RMSNorm
+    before a projection, inside ``kernels.gemv_norm`` where ``fuse_norm`` and :meth:`applies`.
     """
 
-    def __init__(self, transposed: bool, small: bool, backend: str):
+    def __init__(self, transposed: bool, small: bool, backend: str, fuse_norm: bool = False):
         self.transposed, self.small, self.backend = transposed, small and not transposed, backend
+        self.fuse_norm = fuse_norm
 
     def applies(self, w) -> bool:
         """True when ``w`` goes through ``kernels.gemv``."""
@@ -278,3 +287,16 @@ class Projection:
         if gated:
             raise ValueError("a gated projection needs a weight that kernels.gemv takes (see applies)")
         return linear(x, w, b, self.transposed)
+
+    def normed(self, x: torch.Tensor, delta: torch.Tensor | None, ln: torch.Tensor, eps: float, w,
+               b: torch.Tensor | None, ops: ElementwiseOps) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(r, rms_norm(r) * ln @ w.T + b)`` for ``r = x + delta`` (``x`` itself when ``delta`` is None)."""
+        if self.fuse_norm and self.applies(w):
+            from ...kernels import gemv_norm
+
+            return gemv_norm(x, w, b, ln=ln, eps=eps, delta=delta, backend=self.backend)
+        if delta is None:
+            h = F.rms_norm(x, (x.shape[-1],), ln, eps)  # [T, hidden]
+        else:
+            x, h = ops.add_norm(x, delta, ln, eps)  # [T, hidden] x2
+        return x, self(h, w, b)
