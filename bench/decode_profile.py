@@ -6,7 +6,7 @@
 Runs the step body eagerly (same kernels as the captured graph: Triton attention, compiled
 element-wise ops, fused sampling) for a random-weight model, after a warm-up, and prints the
 number of kernels per step and the kernels with the most device time, then the graph step time.
-``--kernels`` lists settings of ``DecoderModel.decode_kernels`` (default: all six): ``fused``
+``--kernels`` lists settings of ``DecoderModel.decode_kernels`` (default: the first six): ``fused``
 (RoPE + KV write + decode attention + split merge in one launch), ``fused_reduce`` (the same
 with a separate reduce kernel), ``rope_kv`` (a RoPE + KV kernel, then split + reduce attention),
 ``unfused`` (rotary, two ``index_copy_``, split + reduce attention); each of these runs the
@@ -14,7 +14,11 @@ projections and LM head of batches up to ``decoder.GEMV_DECODE_ROWS`` rows throu
 ``kernels.gemv`` (the MLP activation fused into the down projection, the residual add + RMSNorm
 fused into the qkv, gate/up and LM-head projections: ``kernels.gemv_norm``); ``norm_apart`` is
 ``fused`` with the add + RMSNorm kernels kept separate (``DecodeKernels(fused_norm=False)``) and
-``cublas`` is ``fused`` with every projection through cuBLAS (``DecodeKernels(gemv=False)``); at
+``cublas`` is ``fused`` with every projection through cuBLAS (``DecodeKernels(gemv=False)``);
+``attn64`` / ``attn32`` are ``fused`` with that decode-attention tile of KV rows instead of
+``attention.decode_tile``'s choice by split count, ``no_prefetch`` is ``fused`` with
+``gemv_norm(prefetch=False)``, and ``previous`` both the 64-row tile and no prefetch (these four
+are timed only when named); at
 larger batches both run the same kernels as ``fused``: ``--kernels cublas,fused`` times the gemv
 kernels, ``--kernels norm_apart,fused`` the norm fusion. One decoder is captured per
 setting in the same process; they are profiled one after the other, their graph steps timed
@@ -47,7 +51,12 @@ SETTINGS = {
     "unfused": DecodeKernels(rope_kv="unfused", attention_merge="kernel"),
     "norm_apart": DecodeKernels(fused_norm=False),
     "cublas": DecodeKernels(gemv=False),
+    "attn64": DecodeKernels(attention_block_n=64),
+    "attn32": DecodeKernels(attention_block_n=32),
+    "no_prefetch": DecodeKernels(norm_prefetch=False),
+    "previous": DecodeKernels(attention_block_n=64, norm_prefetch=False),
 }
+DEFAULT_SETTINGS = ("fused", "fused_reduce", "rope_kv", "unfused", "norm_apart", "cublas")
 
 
 def profile_body(dec: GraphDecoder, seqs, b: int, steps: int, label: str, top: int = 18) -> None:
@@ -133,7 +142,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[1], help="one or more batch sizes, e.g. --batch 1 64")
     ap.add_argument("--model", default="llama", choices=["llama", "smollm2"])
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--kernels", default=",".join(SETTINGS), help=f"comma-separated subset of {','.join(SETTINGS)}")
+    ap.add_argument("--kernels", default=",".join(DEFAULT_SETTINGS),
+                    help=f"comma-separated subset of {','.join(SETTINGS)}")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--gemv", action="store_true", help="also time each projection in both weight layouts")
     ap.add_argument("--top", type=int, default=18, help="kernels listed per profile")

@@ -9,7 +9,8 @@
 Prints one table: masking (V = 128256, fp32) against "one read of the logits" (``logits.max(-1)``)
 and a copy, fused masked sampling (greedy and temperature 1), the FSM advance, and decode /
 extend attention over a shuffled KV pool (bf16, 32 query heads, 8 KV heads, head_dim 128),
-with the KV bytes read per second (decode with both ``merge`` modes), and the fused RoPE + KV
+with the KV bytes read per second (decode with both ``merge`` modes, and the fused one with
+16-, 32- and 64-row KV tiles: ``block_n``), and the fused RoPE + KV
 write (Llama-3.2-1B heads), and the skinny projections (``gemv``, batch 1, 2 and 4, the five
 Llama-3.2-1B shapes, bf16) against ``F.linear`` (cuBLAS), each call on another copy of the weight
 so that L2 holds none of it (as in a decode step, where every layer has its own), and the
@@ -21,11 +22,15 @@ it imports (CUDA only). The Triton interpreter is never timed: on the CPU only t
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import torch
 
-from structgen.kernels import (
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from structgen.kernels import (  # noqa: E402
     advance_states,
     apply_token_bitmask_,
     decode_attention,
@@ -201,14 +206,17 @@ def bench_attention(rows, measure, device, cases, heads, gen):
         indptr = torch.arange(0, n_slots + 1, ctx, device=device)
         q = torch.randn(b, n_q_heads, head_dim, dtype=dtype, device=device)
         kv_bytes = 2 * n_slots * n_kv_heads * head_dim * k_pool.element_size()
-        variants = [("torch", "fused")] + [("triton", merge) for merge in MERGES if device.type == "cuda"]
-        for be, merge in variants:
+        variants = [("torch", "fused", None)] + [("triton", merge, None) for merge in MERGES if device.type == "cuda"]
+        variants += [("triton", "fused", n) for n in (16, 32, 64) if device.type == "cuda"]
+        for be, merge, block_n in variants:
             if be == "torch" and b * ctx > 64 * 1024 and device.type == "cuda":
                 continue  # the per-sequence reference loop is not worth timing at this size
-            times = measure(lambda: decode_attention(q, k_pool, v_pool, indptr, indices, merge=merge, backend=be),
-                            graph=be == "triton")
+            fn = lambda block_n=block_n: decode_attention(q, k_pool, v_pool, indptr, indices, merge=merge,
+                                                          block_n=block_n, backend=be)
+            times = measure(fn, graph=be == "triton")
             best = times[1] if times[1] is not None else times[0]
             label = f"decode_attention [{be}]" if be == "torch" else f"decode_attention merge={merge} [{be}]"
+            label += f" block_n={block_n}" if block_n else ""
             add(rows, "attn", f"decode B={b} ctx={ctx} {str(dtype)[6:]}", label, times,
                 note=f"{kv_bytes / best / 1e3:.0f} GB/s KV")
     b, prefix, new = cases[0][0], cases[0][1] // 2, cases[0][1] // 2

@@ -14,8 +14,9 @@ the program adds the bias and stores in the output dtype; otherwise it stores fp
 
 ``gemv_norm``: the same product with the input row ``rms_norm(x + delta) * ln`` (``x`` alone without
 ``HAS_DELTA``). Every program first reads its input rows once (``BLOCK_R`` columns at a time, the
-whole row in one step where it fits, from L2) to get their sums of squares, then streams its weight tiles, normalising the input columns of each tile on the
-fly; the residual ``x + delta`` and the normalised input are rounded to x's dtype as the unfused ops
+whole row in one step where it fits, from L2) to get their sums of squares (with ``PREFETCH``, after
+issuing the loads of its first weight tiles), then streams its weight tiles, normalising the input
+columns of each tile on the fly; the residual ``x + delta`` and the normalised input are rounded to x's dtype as the unfused ops
 round them. Program ``(0, 0)`` alone writes ``x + delta`` to the residual output during its first
 pass; no program reads that output, so it never aliases ``x`` or ``delta``.
 """
@@ -174,14 +175,49 @@ def _accumulate_normed(acc0, acc1, acc2, acc3, w, x_ptr, d_ptr, ln_ptr, stride_x
 
 
 @triton.jit
+def _w_step(w_tile, k0, cols, K, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, UNROLL: tl.constexpr):
+    """The ``UNROLL`` weight tiles of the loop step at column ``k0`` (the second is the first when ``UNROLL == 1``)."""
+    w = _w_tile(w_tile, k0, k0 + cols, K, EVEN_K)  # [BLOCK_N, BLOCK_K]
+    w_next = w
+    if UNROLL == 2:
+        w_next = _w_tile(w_tile, k0 + BLOCK_K, k0 + BLOCK_K + cols, K, EVEN_K)
+    return w, w_next
+
+
+@triton.jit
+def _normed_step(acc0, acc1, acc2, acc3, w, w_next, x_ptr, d_ptr, ln_ptr, stride_xm, stride_dm, k0, cols, K,
+                 rstd0, rstd1, rstd2, rstd3, M: tl.constexpr, HAS_DELTA: tl.constexpr, BLOCK_K: tl.constexpr,
+                 UNROLL: tl.constexpr):
+    """Fold the tiles of one loop step (from :func:`_w_step`) into the accumulators."""
+    acc0, acc1, acc2, acc3 = _accumulate_normed(acc0, acc1, acc2, acc3, w, x_ptr, d_ptr, ln_ptr, stride_xm,
+                                                stride_dm, k0 + cols, K, rstd0, rstd1, rstd2, rstd3, M, HAS_DELTA)
+    if UNROLL == 2:
+        acc0, acc1, acc2, acc3 = _accumulate_normed(acc0, acc1, acc2, acc3, w_next, x_ptr, d_ptr, ln_ptr,
+                                                    stride_xm, stride_dm, k0 + BLOCK_K + cols, K,
+                                                    rstd0, rstd1, rstd2, rstd3, M, HAS_DELTA)
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
 def gemv_norm(x_ptr, d_ptr, ln_ptr, res_ptr, w_ptr, b_ptr, out_ptr, part_ptr, N, K, K_SPLIT, eps,
               stride_xm, stride_dm, stride_rm, stride_wn, stride_om,
               M: tl.constexpr, HAS_DELTA: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
               SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UNROLL: tl.constexpr,
-              BLOCK_R: tl.constexpr):
-    """out[m, n] = sum_k (rms_norm(x + delta) * ln)[m, k] * w[n, k] (+ b[n]); res[m] = x[m] + delta[m]."""
+              BLOCK_R: tl.constexpr, PREFETCH: tl.constexpr):
+    """out[m, n] = sum_k (rms_norm(x + delta) * ln)[m, k] * w[n, k] (+ b[n]); res[m] = x[m] + delta[m].
+
+    ``PREFETCH``: issue the first loop step's weight loads before the sum-of-squares pass, so the
+    two reads overlap (every program's slice of K holds at least one step).
+    """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+    cols = tl.arange(0, BLOCK_K)  # [BLOCK_K]
+    w_tile = w_ptr + tl.minimum(rows, N - 1).to(tl.int64)[:, None] * stride_wn + cols[None, :]
+    k_start = pid_k * K_SPLIT
+    k_end = tl.minimum(k_start + K_SPLIT, K)
+    if PREFETCH:
+        w, w_next = _w_step(w_tile, k_start, cols, K, EVEN_K, BLOCK_K, UNROLL)  # [BLOCK_N, BLOCK_K] x2
     write = (pid_n == 0) & (pid_k == 0)  # the one program that stores the residual rows
     rstd0 = _rstd(x_ptr, d_ptr, res_ptr, write, K, eps, HAS_DELTA, BLOCK_R)
     rstd1 = rstd0
@@ -195,26 +231,21 @@ def gemv_norm(x_ptr, d_ptr, ln_ptr, res_ptr, w_ptr, b_ptr, out_ptr, part_ptr, N,
     if M > 3:
         rstd3 = _rstd(x_ptr + 3 * stride_xm, d_ptr + 3 * stride_dm, res_ptr + 3 * stride_rm, write, K, eps,
                       HAS_DELTA, BLOCK_R)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
-    cols = tl.arange(0, BLOCK_K)  # [BLOCK_K]
-    w_tile = w_ptr + tl.minimum(rows, N - 1).to(tl.int64)[:, None] * stride_wn + cols[None, :]
-    k_start = pid_k * K_SPLIT
-    k_end = tl.minimum(k_start + K_SPLIT, K)
     acc0 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     acc1 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     acc2 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     acc3 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    for k0 in range(k_start, k_end, UNROLL * BLOCK_K):
-        w = _w_tile(w_tile, k0, k0 + cols, K, EVEN_K)  # [BLOCK_N, BLOCK_K]
-        if UNROLL == 2:
-            w_next = _w_tile(w_tile, k0 + BLOCK_K, k0 + BLOCK_K + cols, K, EVEN_K)
-        acc0, acc1, acc2, acc3 = _accumulate_normed(acc0, acc1, acc2, acc3, w, x_ptr, d_ptr, ln_ptr, stride_xm,
-                                                    stride_dm, k0 + cols, K, rstd0, rstd1, rstd2, rstd3,
-                                                    M, HAS_DELTA)
-        if UNROLL == 2:
-            acc0, acc1, acc2, acc3 = _accumulate_normed(acc0, acc1, acc2, acc3, w_next, x_ptr, d_ptr, ln_ptr,
-                                                        stride_xm, stride_dm, k0 + BLOCK_K + cols, K,
-                                                        rstd0, rstd1, rstd2, rstd3, M, HAS_DELTA)
+    k_loop = k_start
+    if PREFETCH:
+        acc0, acc1, acc2, acc3 = _normed_step(acc0, acc1, acc2, acc3, w, w_next, x_ptr, d_ptr, ln_ptr, stride_xm,
+                                              stride_dm, k_start, cols, K, rstd0, rstd1, rstd2, rstd3, M,
+                                              HAS_DELTA, BLOCK_K, UNROLL)
+        k_loop = k_start + UNROLL * BLOCK_K
+    for k0 in range(k_loop, k_end, UNROLL * BLOCK_K):
+        w, w_next = _w_step(w_tile, k0, cols, K, EVEN_K, BLOCK_K, UNROLL)
+        acc0, acc1, acc2, acc3 = _normed_step(acc0, acc1, acc2, acc3, w, w_next, x_ptr, d_ptr, ln_ptr, stride_xm,
+                                              stride_dm, k0, cols, K, rstd0, rstd1, rstd2, rstd3, M,
+                                              HAS_DELTA, BLOCK_K, UNROLL)
     part = part_ptr + pid_k * M * N
     _finish(acc0, 0, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
     if M > 1:

@@ -29,6 +29,8 @@ from structgen.kernels import _backend as B
 from structgen.kernels.rope_kv import check_rope_kv, rope_kv_write_torch
 
 DECODE_BLOCK_N = 64
+DECODE_SPLIT_BLOCK_N = 16  # KV rows per tile at 16 splits or more (see decode_tile)
+DECODE_WARPS = 4
 MERGES = ("fused", "kernel")
 MERGE_TILE = 8192  # fp32 elements of the fused merge's [heads, splits, D] load (64 registers a thread, 4 warps)
 EXTEND_BLOCK_M = 64
@@ -68,7 +70,7 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *, window=None, num_splits=None,
-                     merge="fused", backend="auto"):
+                     merge="fused", block_n=None, num_warps=None, backend="auto"):
     """Attention of one query per sequence over its pooled context; returns ``[B, Hq, D]``.
 
     Args:
@@ -83,19 +85,25 @@ def decode_attention(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale=None, *,
             head group to finish merges them, one launch; launches of this mode on one device
             must not run concurrently on different streams, as they share arrival counters) or
             ``"kernel"`` (a second, reduce kernel). Same result either way; ignored by torch.
+        block_n, num_warps: the Triton path's tile of KV rows per loop step (a power of two >= 16;
+            a split's chunk is a multiple of it) and warps per program; defaults from the number
+            of splits (:func:`decode_tile`). Ignored by torch.
     """
     _, _, head_dim = _check_pool(q, k_pool, v_pool, ("kv_indptr",), (kv_indptr,), kv_indices)
     B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
     if merge not in MERGES:
         raise KernelInputError(f"unknown merge {merge!r}; use one of {MERGES}")
+    _check_tile(block_n, num_warps)
     scale = _scale(sm_scale, head_dim)
     if B.resolve_backend(backend, q.device) == "triton":
-        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits, merge)
+        return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits, merge,
+                                       block_n=block_n, num_warps=num_warps)
     return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window)
 
 
 def decode_attention_rope_kv(q, k, v, cos, sin, positions, out_slots, k_pool, v_pool, kv_indptr, kv_indices,
-                             sm_scale=None, *, window=None, num_splits=None, merge="fused", backend="auto"):
+                             sm_scale=None, *, window=None, num_splits=None, merge="fused", block_n=None,
+                             num_warps=None, backend="auto"):
     """:func:`rope_kv.rope_kv_write` then :func:`decode_attention`, in one launch on the Triton path.
 
     Rotates the new tokens' ``q``/``k`` (``[B, Hq, D]``, ``[B, Hkv, D]``) at ``positions``, writes the
@@ -109,11 +117,12 @@ def decode_attention_rope_kv(q, k, v, cos, sin, positions, out_slots, k_pool, v_
     B.check_rows("kv_indptr", kv_indptr, q.shape[0] + 1, "q (plus one)")
     if merge not in MERGES:
         raise KernelInputError(f"unknown merge {merge!r}; use one of {MERGES}")
+    _check_tile(block_n, num_warps)
     scale = _scale(sm_scale, head_dim)
     if B.resolve_backend(backend, q.device) == "triton":
         rope = (k, v, cos, sin, positions, out_slots)
         return decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window, num_splits, merge,
-                                       rope)
+                                       rope, block_n, num_warps)
     q = rope_kv_write_torch(q, k, v, cos, sin, positions, out_slots, k_pool, v_pool)  # [B, Hq, D] rotated
     return decode_attention_torch(q, k_pool, v_pool, kv_indptr, kv_indices, scale, window)
 
@@ -160,13 +169,32 @@ def default_num_splits(batch: int, n_kv_heads: int) -> int:
     return min(16, 1 << (want.bit_length() - 1))
 
 
+def _check_tile(block_n, num_warps) -> None:
+    """Reject a decode tile the kernel cannot run (None means the default)."""
+    if block_n is not None and (int(block_n) < 16 or int(block_n) & (int(block_n) - 1)):
+        raise KernelInputError(f"block_n must be a power of two >= 16, got {block_n}")
+    if num_warps is not None and int(num_warps) not in (1, 2, 4, 8):
+        raise KernelInputError(f"num_warps must be 1, 2, 4 or 8, got {num_warps}")
+
+
+def decode_tile(splits: int) -> tuple[int, int]:
+    """``(block_n, num_warps)`` of a decode-attention launch with ``splits`` chunks per sequence.
+
+    A split's chunk is a multiple of ``block_n``: with many splits (a batch of one or two
+    sequences) 16-row tiles spread a short context over more of them than 64-row ones, which
+    leave most splits empty (bench/decode_profile.py --kernels attn64,fused).
+    """
+    return (DECODE_SPLIT_BLOCK_N if splits >= 16 else DECODE_BLOCK_N), DECODE_WARPS
+
+
 def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, window=None,
-                            num_splits=None, merge="fused", rope=None) -> torch.Tensor:
+                            num_splits=None, merge="fused", rope=None, block_n=None, num_warps=None) -> torch.Tensor:
     """Triton implementation of :func:`decode_attention` (split-K, then a log-sum-exp merge).
 
     One split: a single launch writes the output. Several: the partials are merged by the last
     split of each (sequence, KV head) (``merge="fused"``) or by a separate ``decode_reduce``.
     ``rope``: ``(k, v, cos, sin, positions, out_slots)`` of :func:`decode_attention_rope_kv`.
+    ``block_n``, ``num_warps``: the launch tile (None: :func:`decode_tile` of the split count).
     """
     window = _check_window(window)
     n, n_q_heads, head_dim = q.shape
@@ -177,6 +205,8 @@ def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, 
     splits = int(num_splits) if num_splits else default_num_splits(n, n_kv_heads)
     if splits < 1:
         raise KernelInputError(f"num_splits must be >= 1, got {num_splits}")
+    tile_n, warps = decode_tile(splits)
+    tile_n, warps = int(block_n or tile_n), int(num_warps or warps)
     mode = 1 if splits == 1 else (2 if merge == "fused" else 0)
     if mode == 1:  # no partials: the kernel never touches mid_o / mid_lse / counters
         mid_o = mid_lse = counters = out
@@ -200,8 +230,8 @@ def decode_attention_triton(q, k_pool, v_pool, kv_indptr, kv_indices, sm_scale, 
         out.stride(0), out.stride(1), new_k, new_v, cos, sin, positions, out_slots, *rope_strides,
         GROUP=group, HEAD_DIM=head_dim, NUM_SPLITS=splits, MODE=mode, ROPE=rope is not None,
         BLOCK_G=max(16, triton_next_pow2(group)),
-        BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d, BLOCK_S=block_s, MERGE_G=_merge_heads(group, block_s, block_d),
-        PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(),
+        BLOCK_N=tile_n, BLOCK_D=block_d, BLOCK_S=block_s, MERGE_G=_merge_heads(group, block_s, block_d),
+        PRECISION=_precision(q.dtype), UPCAST=B.interpret_mode(), num_warps=warps,
     )
     if mode == 0:
         k.decode_reduce[(n, n_q_heads)](

@@ -182,6 +182,7 @@ def gemv_norm(
     ln: torch.Tensor,
     eps: float,
     delta: torch.Tensor | None = None,
+    prefetch: bool = True,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(r, rms_norm(r) * ln @ w.T + b)`` with ``r = x + delta`` (``x`` itself without ``delta``).
@@ -197,6 +198,8 @@ def gemv_norm(
         ln: ``[K]`` RMSNorm weight in x's dtype.
         eps: RMSNorm epsilon (``>= 0``; ``> 0`` where a row can be all zeros).
         delta: optional ``[M, K]`` in x's dtype, contiguous in the last dimension, added to ``x`` first.
+        prefetch: the Triton path issues each program's first weight loads before it reads the
+            input rows for their sums of squares (same result; False reads the rows first).
         backend: as for :func:`gemv`.
     Raises:
         KernelDtypeError: a non-tensor or a dtype other than x's float dtype.
@@ -215,7 +218,7 @@ def gemv_norm(
     if not isinstance(eps, (int, float)) or not eps >= 0:
         raise KernelInputError(f"eps must be a non-negative number, got {eps!r}")
     if B.resolve_backend(backend, x.device) == "triton" and x.shape[0] <= GEMV_MAX_ROWS:
-        return gemv_norm_triton(x, w, b, ln=ln, eps=eps, delta=delta)
+        return gemv_norm_triton(x, w, b, ln=ln, eps=eps, delta=delta, prefetch=prefetch)
     return gemv_norm_torch(x, w, b, ln=ln, eps=eps, delta=delta)
 
 
@@ -225,8 +228,8 @@ def gemv_norm_torch(x, w, b=None, *, ln, eps: float, delta=None) -> tuple[torch.
     return r, F.linear(F.rms_norm(r, (r.shape[-1],), ln, eps), w, b)
 
 
-def gemv_norm_triton(x, w, b=None, *, ln, eps: float, delta=None,
-                     config: GemvConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gemv_norm_triton(x, w, b=None, *, ln, eps: float, delta=None, config: GemvConfig | None = None,
+                     prefetch: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton implementation of :func:`gemv_norm` for ``M <= GEMV_MAX_ROWS`` (``config``: override the table)."""
     m, n, k = x.shape[0], w.shape[0], w.shape[1]
     if m > GEMV_MAX_ROWS:
@@ -253,7 +256,7 @@ def gemv_norm_triton(x, w, b=None, *, ln, eps: float, delta=None,
         x.stride(0), d.stride(0), r.stride(0), w.stride(0), out.stride(0),
         M=m, HAS_DELTA=delta is not None, HAS_BIAS=b is not None, EVEN_K=k % step == 0, SPLIT_K=split_k,
         BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, UNROLL=cfg.unroll, num_warps=cfg.num_warps,
-        BLOCK_R=min(_NORM_BLOCK, max(cfg.block_k, next_power_of_2(k))),
+        BLOCK_R=min(_NORM_BLOCK, max(cfg.block_k, next_power_of_2(k))), PREFETCH=bool(prefetch),
     )
     if split_k > 1:
         kernels.gemv_split_reduce[(triton_cdiv(n, _REDUCE_BLOCK), m)](

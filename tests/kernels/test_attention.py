@@ -92,15 +92,17 @@ def test_triton_sliding_window_matches_reference(triton_ready, device, gen, wind
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(("num_splits", "merge"), [(None, "fused"), (None, "kernel"), (1, "fused"), (3, "fused"),
-                                                   (3, "kernel")])
-def test_triton_decode_matches_reference(triton_ready, device, gen, dtype, num_splits, merge):
+@pytest.mark.parametrize(("num_splits", "merge", "block_n", "num_warps"),
+                         [(None, "fused", None, None), (None, "kernel", None, None), (1, "fused", None, None),
+                          (3, "fused", None, None), (3, "kernel", None, None), (16, "fused", 16, 2),
+                          (5, "fused", 32, 1), (1, "fused", 16, 8)])
+def test_triton_decode_matches_reference(triton_ready, device, gen, dtype, num_splits, merge, block_n, num_warps):
     k_pool, v_pool = pool(gen, 300, 2, 32, dtype, device)
     indptr, indices = ragged(gen, [5, 0, 130, 1], 300, device)
     q = torch.randn(4, 8, 32, generator=gen).to(dtype).to(device)
     want = decode_attention(q, k_pool, v_pool, indptr, indices, backend="torch")
     got = decode_attention(q, k_pool, v_pool, indptr, indices, backend=triton_ready, num_splits=num_splits,
-                           merge=merge)
+                           merge=merge, block_n=block_n, num_warps=num_warps)
     assert got.dtype == dtype and got.shape == q.shape
     torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype], rtol=TOL[dtype])
 
@@ -120,11 +122,11 @@ def test_triton_decode_fused_merge_stays_right_over_repeated_launches(triton_rea
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(("n_q_heads", "head_dim", "num_splits", "merge", "window"),
-                         [(8, 64, None, "fused", None), (4, 128, 3, "kernel", None), (2, 64, 1, "fused", 50),
-                          (6, 64, 4, "fused", 7)])
+@pytest.mark.parametrize(("n_q_heads", "head_dim", "num_splits", "merge", "window", "block_n"),
+                         [(8, 64, None, "fused", None, None), (4, 128, 3, "kernel", None, None),
+                          (2, 64, 1, "fused", 50, None), (6, 64, 4, "fused", 7, None), (8, 64, 16, "fused", None, 16)])
 def test_triton_decode_with_rope_kv_matches_reference(triton_ready, device, gen, dtype, n_q_heads, head_dim,
-                                                      num_splits, merge, window):
+                                                      num_splits, merge, window, block_n):
     """RoPE + KV write + attention in one launch = rope_kv_write then decode_attention (torch)."""
     lens = [5, 130, 1, 64]
     k_pool, v_pool = pool(gen, 300, 2, head_dim, dtype, device)
@@ -143,7 +145,8 @@ def test_triton_decode_with_rope_kv_matches_reference(triton_ready, device, gen,
     for backend in ("torch", triton_ready):
         kp, vp = k_pool.clone(), v_pool.clone()
         out = decode_attention_rope_kv(q, k, v, cos, sin, positions, out_slots, kp, vp, indptr, indices,
-                                       window=window, num_splits=num_splits, merge=merge, backend=backend)
+                                       window=window, num_splits=num_splits, merge=merge, block_n=block_n,
+                                       backend=backend)
         results.append((out, kp, vp))
     (want, want_k, want_v), (got, got_k, got_v) = results
     assert not got.isnan().any()
@@ -208,5 +211,9 @@ def test_invalid_inputs_raise_typed_errors(gen):
         decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, window=0)
     with pytest.raises(ValueError, match="unknown merge"):
         decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, merge="atomic")
+    with pytest.raises(ValueError, match="block_n must be a power of two"):
+        decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, block_n=24)
+    with pytest.raises(ValueError, match="num_warps must be"):
+        decode_attention(torch.zeros(1, 2, 8), k_pool, v_pool, indptr, indices, num_warps=3)
     with pytest.raises(ValueError, match="only 3 KV slots"):
         extend_attention(torch.zeros(4, 2, 8), k_pool, v_pool, torch.tensor([0, 4]), indptr, indices)

@@ -72,11 +72,13 @@ def test_triton_matches_exact(triton_ready, device, gen, m, n, k, with_delta, bi
 
 @pytest.mark.parametrize("config", [GemvConfig(4, 64, 1, 4), GemvConfig(8, 64, 3, 4), GemvConfig(2, 128, 2, 2),
                                     GemvConfig(4, 64, 1, 4, 2), GemvConfig(2, 32, 3, 2, 2)])
-@pytest.mark.parametrize("k", [300, 256])
-def test_triton_split_k_and_unroll(triton_ready, device, gen, config, k):
-    """Split-K (every split normalises with the whole row's RMS), unrolled loads, K off and on the loop step."""
+@pytest.mark.parametrize("k", [300, 256, 40])
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_triton_split_k_and_unroll(triton_ready, device, gen, config, k, prefetch):
+    """Split-K (every split normalises with the whole row's RMS), unrolled loads, K off and on the loop
+    step (40: one partial step), the first step's weights loaded before or after the norm pass."""
     x, delta, ln, w, b = operands(gen, 2, 21, k, torch.float32, device, bias=True)
-    r, y = gemv_norm_triton(x, w, b, ln=ln, eps=EPS, delta=delta, config=config)
+    r, y = gemv_norm_triton(x, w, b, ln=ln, eps=EPS, delta=delta, config=config, prefetch=prefetch)
     assert torch.equal(r, x + delta)
     assert_close(y, exact(x + delta, ln, w, b), 1e-5)
 

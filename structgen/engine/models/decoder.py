@@ -86,7 +86,11 @@ class DecodeKernels:
     others keep ``linear``). ``fused_norm``: where ``gemv`` applies and the step has at most
     ``GEMV_NORM_ROWS`` rows, also fold the residual add + RMSNorm before the qkv and gate/up
     projections (and the final norm before the LM head) into the projection
-    (``kernels.gemv_norm``), one launch fewer per norm.
+    (``kernels.gemv_norm``), one launch fewer per norm. ``attention_splits``,
+    ``attention_block_n``, ``attention_warps``: ``num_splits``, ``block_n`` and ``num_warps`` of
+    the Triton decode attention (None: the kernel's defaults for the batch shape).
+    ``norm_prefetch``: ``prefetch`` of ``kernels.gemv_norm`` (its first weight loads issued before
+    the input's sum of squares).
     Every setting computes the same function up to rounding; on the torch backend all run the
     reference ops.
     """
@@ -95,6 +99,10 @@ class DecodeKernels:
     attention_merge: str = "fused"
     gemv: bool = True
     fused_norm: bool = True
+    attention_splits: int | None = None
+    attention_block_n: int | None = None
+    attention_warps: int | None = None
+    norm_prefetch: bool = True
 
 
 class DecoderModel:
@@ -153,7 +161,8 @@ class DecoderModel:
         if fused.rope_kv not in ROPE_KV_MODES:
             raise ValueError(f"unknown decode_kernels.rope_kv {fused.rope_kv!r}; use one of {ROPE_KV_MODES}")
         cos, sin = self.rope.cos, self.rope.sin  # [P, D] x2
-        attn = {"window": window, "merge": fused.attention_merge, "backend": backend}
+        attn = {"window": window, "merge": fused.attention_merge, "num_splits": fused.attention_splits,
+                "block_n": fused.attention_block_n, "num_warps": fused.attention_warps, "backend": backend}
 
         def attend(q, k_cache, v_cache):
             return decode_attention(q, k_cache, v_cache, kv_indptr, kv_indices, self.scale, **attn)  # [B, H, D]
@@ -213,7 +222,8 @@ class DecoderModel:
         x = F.embedding(input_ids, self.weights.embed)  # [T, hidden]
         delta = None  # the first layer's input is x itself
         rows = x.shape[0]
-        proj = Projection(self.t, gemv and rows <= GEMV_DECODE_ROWS, backend, fused_norm and rows <= GEMV_NORM_ROWS)
+        proj = Projection(self.t, gemv and rows <= GEMV_DECODE_ROWS, backend, fused_norm and rows <= GEMV_NORM_ROWS,
+                          self.decode_kernels.norm_prefetch)
         for i, lw in enumerate(self.weights.layers):
             x, delta = self._layer(x, delta, lw, pool.k[i], pool.v[i], attention, ops, proj)
         return x + delta
@@ -223,7 +233,7 @@ class DecoderModel:
         c = self.config
         fused, rows = self.decode_kernels, hidden.shape[0]
         proj = Projection(self.t, fused.gemv and rows <= GEMV_DECODE_ROWS, backend,
-                          fused.fused_norm and rows <= GEMV_NORM_ROWS)
+                          fused.fused_norm and rows <= GEMV_NORM_ROWS, fused.norm_prefetch)
         _, out = proj.normed(hidden, None, self.weights.norm, c.rms_norm_eps, self.weights.lm_head, None,
                              EAGER_OPS)  # [n, vocab] (this rank's columns if vocab-parallel)
         if self.gather_vocab is not None:
@@ -268,12 +278,14 @@ class Projection:
     ``small``: use ``kernels.gemv`` (few rows) for plain contiguous ``[out, in]`` weights; every
     other weight, and every call when not ``small``, goes through ``weights.linear``. ``gated`` is
     only asked for where :meth:`applies` said yes. :meth:`normed` runs the residual add + RMSNorm
-    before a projection, inside ``kernels.gemv_norm`` where ``fuse_norm`` and :meth:`applies`.
+    before a projection, inside ``kernels.gemv_norm`` where ``fuse_norm`` and :meth:`applies`
+    (with its ``prefetch``).
     """
 
-    def __init__(self, transposed: bool, small: bool, backend: str, fuse_norm: bool = False):
+    def __init__(self, transposed: bool, small: bool, backend: str, fuse_norm: bool = False,
+                 prefetch: bool = True):
         self.transposed, self.small, self.backend = transposed, small and not transposed, backend
-        self.fuse_norm = fuse_norm
+        self.fuse_norm, self.prefetch = fuse_norm, prefetch
 
     def applies(self, w) -> bool:
         """True when ``w`` goes through ``kernels.gemv``."""
@@ -294,7 +306,7 @@ class Projection:
         if self.fuse_norm and self.applies(w):
             from ...kernels import gemv_norm
 
-            return gemv_norm(x, w, b, ln=ln, eps=eps, delta=delta, backend=self.backend)
+            return gemv_norm(x, w, b, ln=ln, eps=eps, delta=delta, prefetch=self.prefetch, backend=self.backend)
         if delta is None:
             h = F.rms_norm(x, (x.shape[-1],), ln, eps)  # [T, hidden]
         else:
