@@ -1,6 +1,6 @@
 """Conformance table: JSON-Schema-Test-Suite (draft2020-12, draft7) and all of MaskBench.
 
-    python bench/conformance.py [--maskbench-only] [--sample N] [--write PATH]
+    python bench/conformance.py [--maskbench-only] [--sample N] [--write PATH] [--property-order any]
 
 Prints, per corpus and subset: schemas, compiled strictly, valid instances (of compiled
 schemas) rejected, invalid instances accepted. ``--write`` saves the full snapshot (with the
@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--maskbench-only", action="store_true")
     ap.add_argument("--sample", type=int, default=None, help="seeded MaskBench sample size")
     ap.add_argument("--write", type=Path, default=None, help="directory for full snapshots")
+    ap.add_argument("--property-order", choices=("schema", "any"), default="schema",
+                    help="JsonSchema(property_order=...) for every schema")
     args = ap.parse_args()
     corpora = [] if args.maskbench_only else [
         ("draft2020-12", lambda: cr.suite_items("draft2020-12")),
@@ -32,8 +34,8 @@ def main() -> None:
     corpora.append(("maskbench", lambda: cr.maskbench_items(sample=args.sample)))
     for name, load in corpora:
         t0 = time.time()
-        snap = cr.run(load())
-        print(f"\n## {name} ({time.time() - t0:.0f} s)\n")
+        snap = cr.run(load(), args.property_order)
+        print(f"\n## {name}, property_order={args.property_order} ({time.time() - t0:.0f} s)\n", flush=True)
         print(cr.table(snap))
         if args.write:
             args.write.mkdir(parents=True, exist_ok=True)

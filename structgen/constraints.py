@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from .errors import ConstraintError
 
 WHITESPACE_POLICIES = ("default", "compact")
+PROPERTY_ORDERS = ("schema", "any")
 
 
 class Constraint:
@@ -52,12 +53,18 @@ class JsonSchema(Constraint):
         ``json.dumps(s, ensure_ascii=False)`` or ``json.dumps(s)`` spell them.
     strict: when True, a keyword that cannot be enforced raises ``SchemaError``; when False it is
         dropped with a warning listing what was dropped.
+    property_order: ``"schema"`` generates an object's declared properties in schema order,
+        then its additional ones. ``"any"`` accepts the declared properties in any order (each
+        at most once, every required one present) with additional ones, where the schema allows
+        them, anywhere between; at most ``MAX_ANY_ORDER_PROPERTIES`` (256) declared properties
+        per object, else ``SchemaError``.
     """
 
     schema: Any
     whitespace: str = "default"
     strict: bool = True
     max_recursion_depth: int = 3
+    property_order: str = "schema"
     _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -74,16 +81,20 @@ class JsonSchema(Constraint):
             raise ConstraintError(f"whitespace must be one of {WHITESPACE_POLICIES}, got {self.whitespace!r}")
         if not isinstance(self.max_recursion_depth, int) or self.max_recursion_depth < 0:
             raise ConstraintError("max_recursion_depth must be a non-negative int")
+        if self.property_order not in PROPERTY_ORDERS:
+            raise ConstraintError(f"property_order must be one of {PROPERTY_ORDERS}, got {self.property_order!r}")
         object.__setattr__(self, "_text", json.dumps(schema, sort_keys=False, separators=(",", ":")))
 
     def __hash__(self):
-        return hash((self._text, self.whitespace, self.strict, self.max_recursion_depth))
+        return hash((self._text, self.whitespace, self.strict, self.max_recursion_depth, self.property_order))
 
     def __eq__(self, other):
         return isinstance(other, JsonSchema) and self.key() == other.key()
 
     def key(self) -> str:
         opts = f"{self.whitespace}|{self.strict}|{self.max_recursion_depth}"
+        if self.property_order != "schema":  # keys of schema-order constraints stay as they were
+            opts += f"|order={self.property_order}"
         return "json:" + _digest(opts + "|" + self._text)
 
 

@@ -37,6 +37,7 @@ def build_expression(constraint: Any, pool: ExprPool) -> int:
             whitespace=c.whitespace,
             strict=c.strict,
             max_recursion_depth=c.max_recursion_depth,
+            property_order=c.property_order,
         )
     if isinstance(c, Choice):
         return pool.alt_of(pool.literal(o) for o in c.options)

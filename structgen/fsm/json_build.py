@@ -2,13 +2,14 @@
 
 ``Builder.compile(schema, ptr)`` returns a ``Result``: the expression and whether it is
 *complement-safe* ("complete"): it accepts every U-text (``json_lex``) of every value it
-accepts. Objects whose members can come in more than one order are the incomplete case (only
-the schema order is generated), as are ``multipleOf`` (plain notation only) and recursion cut
-off at the depth limit. ``not``, ``if`` and overlapping ``oneOf`` complement languages, which is
-only exact for complete ones; otherwise they raise ``SchemaError``. By default ``enum``/``const``
-strings are generated only in ``json.dumps``'s spellings and integers as plain digits (both
-incomplete); whatever is complemented is compiled with ``full_spellings`` (``compile_full``),
-where they accept every U-spelling, so complements exclude every spelling of what they negate.
+accepts. Objects whose members can come in more than one order are the incomplete case under
+``property_order="schema"`` (only the schema order is generated; ``"any"`` has every order), as
+are ``multipleOf`` (plain notation only) and recursion cut off at the depth limit. ``not``,
+``if`` and overlapping ``oneOf`` complement languages, which is only exact for complete ones;
+otherwise they raise ``SchemaError``. By default ``enum``/``const`` strings are generated only
+in ``json.dumps``'s spellings and integers as plain digits (both incomplete); whatever is
+complemented is compiled with ``full_spellings`` (``compile_full``), where they accept every
+U-spelling, so complements exclude every spelling of what they negate.
 """
 
 from __future__ import annotations
@@ -153,8 +154,10 @@ def _rebound(obj: Any, pool: ExprPool, lex: Lex | None) -> Any:
 
 
 class Builder:
-    def __init__(self, pool: ExprPool, refs: Refs, *, whitespace: str, strict: bool, max_depth: int):
+    def __init__(self, pool: ExprPool, refs: Refs, *, whitespace: str, strict: bool, max_depth: int,
+                 property_order: str = "schema"):
         self.pool = pool
+        self.property_order = property_order
         self.refs = refs
         self.strict = strict
         self.max_depth = max_depth

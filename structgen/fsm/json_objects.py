@@ -2,10 +2,11 @@
 
 Objects: declared properties come first, in schema order, each present or (when optional)
 absent; then any number of *extra* members (``additionalProperties``/``patternProperties``
-pairs, keys other than the declared ones). ``minProperties``/``maxProperties`` are counted
-exactly over both. Arrays: ``prefixItems`` positions, then repeated ``items``;
-``minItems``/``maxItems`` exact; ``contains`` with ``minContains``/``maxContains`` by
-intersection with a counting language.
+pairs, keys other than the declared ones). With ``any_order`` the declared and extra members
+interleave in any order instead (``ExprPool.shuffle``; at most ``MAX_ANY_ORDER_PROPERTIES``
+declared ones). ``minProperties``/``maxProperties`` are counted exactly over both.
+Arrays: ``prefixItems`` positions, then repeated ``items``; ``minItems``/``maxItems`` exact;
+``contains`` with ``minContains``/``maxContains`` by intersection with a counting language.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .json_lex import Lex
 from .rx import INF
 
 MAX_COUNT_WORK = 200_000
+MAX_ANY_ORDER_PROPERTIES = 256  # a text writing all of them builds ~6 n^2 nodes (n = 256: 0.4 M)
 
 
 class Member(NamedTuple):
@@ -33,11 +35,21 @@ class ContainerBuilder:
         self.comma = lex.tok(",")
 
     # ------------------------------------------------------------------ objects
-    def object(self, members: list[Member], extra: int | None, lo: int, hi: int | None, pointer: str) -> int:
-        """An object: ``members`` in order, then ``extra`` members; lo..hi members in all."""
+    def object(self, members: list[Member], extra: int | None, lo: int, hi: int | None, pointer: str,
+               any_order: bool = False) -> int:
+        """An object: ``members`` in order, then ``extra`` members; lo..hi members in all. With
+        ``any_order``, ``members`` and ``extra`` ones in any order (``extra`` ones anywhere)."""
         p = self.p
         if hi is not None and hi < lo:
             return p.nothing
+        if any_order:
+            if len(members) > MAX_ANY_ORDER_PROPERTIES:
+                raise SchemaError(f"property_order='any' supports at most {MAX_ANY_ORDER_PROPERTIES} declared "
+                                  f"properties per object, this one has {len(members)}", keyword="properties",
+                                  pointer=pointer)
+            body = p.shuffle([(m.expr, m.required) for m in members], self.comma,
+                             p.nothing if extra is None else extra, lo, INF if hi is None else hi)
+            return self.lex.object_of(body)
         cap = hi if hi is not None else lo
         if len(members) * (cap + 1) > MAX_COUNT_WORK:
             raise SchemaError("minProperties/maxProperties too large to count exactly",

@@ -1,6 +1,7 @@
 """JSON Schema to a byte-level expression whose language is JSON text valid against the schema.
 
-    schema_to_expr(schema, pool, *, whitespace="default", strict=True, max_recursion_depth=3) -> int
+    schema_to_expr(schema, pool, *, whitespace="default", strict=True, max_recursion_depth=3,
+                   property_order="schema") -> int
 
 Supported keywords (every other constraining keyword raises ``SchemaError`` naming the keyword
 and its JSON pointer; with ``strict=False`` it is dropped and one warning lists all drops):
@@ -13,7 +14,8 @@ nullable: true (OpenAPI)    adds ``null``
 enum, const                 any JSON values, compared as JSON (``1`` equals ``1.0``)
                             strings spelled only as ``json.dumps`` prints them (raw or
                             ASCII-escaped); complements still exclude every spelling
-properties, required        declared properties in schema order, then additional ones
+properties, required        declared properties in schema order, then additional ones; with
+                            ``property_order="any"`` in any order, additional ones between
 additionalProperties        true / false / schema; keys other than the declared ones
 patternProperties           ECMA patterns on keys (overlapping patterns: value meets all)
 propertyNames               schema on additional keys; declared keys checked up front
@@ -60,7 +62,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ..errors import SchemaError
+from ..errors import ConstraintError, SchemaError
 from .json_build import Builder
 from .json_refs import Refs, check_metaschema
 from .rx import ExprPool
@@ -77,6 +79,7 @@ def schema_to_expr(
     whitespace: str = "default",
     strict: bool = True,
     max_recursion_depth: int = 3,
+    property_order: str = "schema",
 ) -> int:
     """Expression matching exactly the JSON texts (in the whitespace policy) valid for ``schema``.
 
@@ -85,9 +88,12 @@ def schema_to_expr(
     """
     if not isinstance(schema, (dict, bool)):
         raise SchemaError(f"a JSON Schema must be an object or a boolean, got {type(schema).__name__}")
+    if property_order not in ("schema", "any"):
+        raise ConstraintError(f"property_order must be 'schema' or 'any', got {property_order!r}")
     check_metaschema(schema)
     refs = Refs(schema)
-    builder = Builder(pool, refs, whitespace=whitespace, strict=strict, max_depth=max_recursion_depth)
+    builder = Builder(pool, refs, whitespace=whitespace, strict=strict, max_depth=max_recursion_depth,
+                      property_order=property_order)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, RECURSION_LIMIT))  # long $ref chains nest deeply
     try:

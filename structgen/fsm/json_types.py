@@ -239,10 +239,12 @@ def _object(b, m: Merged, ptr: str):
                 return Result(p.nothing, True)
             continue
         complete &= r.complete
-        members.append(Member(lex.member(p.literal(kj), r.expr), k in required))
+        key = _key_any(b, k) if b.full_spellings else p.literal(kj)  # complements exclude every spelling
+        members.append(Member(lex.member(key, r.expr), k in required))
     extra = _extra_members(b, m, keys, names)
-    expr = b.cont.object(members, extra, m.min_props, m.max_props, ptr)
-    order_free = not members or (len(members) == 1 and extra is None)
+    any_order = b.property_order == "any"
+    expr = b.cont.object(members, extra, m.min_props, m.max_props, ptr, any_order=any_order)
+    order_free = any_order or not members or (len(members) == 1 and extra is None)
     return Result(expr, complete and order_free)
 
 

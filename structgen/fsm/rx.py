@@ -20,6 +20,13 @@ Expression kinds (node tuples, hash-consed so equal expressions share one id):
     AND(ids)         intersection, flattened, sorted
     NOT(a)           complement over all byte strings
     REPEAT(a, lo, hi) a{lo,hi}; hi == INF for unbounded
+    SHUFFLE(base, left, sep, extra, need, room)
+                     ``sep x`` repeated, each x an item of ``base`` still in the bit set
+                     ``left`` (each at most once, every required one present) or ``extra``
+                     (any number of times), in any order, need..room elements in all;
+                     ``base`` indexes the pool's item lists (``shuffle_items``); expanded
+                     one step at a time by the derivative, so the expression never lists
+                     the orders
 
 The union normal form is what keeps the derivative set finite and small: Brzozowski's theorem
 needs union to be associative, commutative and idempotent (so ``(a|aa)*b`` or ``(a*)*`` reach
@@ -46,6 +53,7 @@ from .rx_derive import (
     _NOT,
     _NOTHING,
     _REPEAT,
+    _SHUFFLE,
     ALL_BYTES,
     EPS_ID,
     INF,
@@ -71,6 +79,9 @@ class ExprPool(Derivatives):
         self._has_bool: list[bool] = []  # contains AND/NOT: emptiness needs a search
         self._rows: dict[int, tuple[tuple[int, int], ...]] = {}
         self._live: dict[int, bool] = {}
+        # SHUFFLE item lists: (exprs, bit set of the required ones, bit set of those with AND/NOT)
+        self._bases: list[tuple[tuple[int, ...], int, int]] = []
+        self._base_ids: dict[tuple[tuple[int, ...], int], int] = {}
         assert self._intern((_NOTHING,), False, False) == NOTHING_ID
         assert self._intern((_EPS,), True, False) == EPS_ID
         self.universal = self.not_(NOTHING_ID)
@@ -97,6 +108,8 @@ class ExprPool(Derivatives):
         self._has_bool = list(template._has_bool)
         self._rows = dict(template._rows)
         self._live = dict(template._live)
+        self._bases = list(template._bases)
+        self._base_ids = dict(template._base_ids)
 
     # ------------------------------------------------------------------ constructors
     def _intern(self, node: tuple, nullable: bool, has_bool: bool) -> int:
@@ -317,6 +330,70 @@ class ExprPool(Derivatives):
         if lo == 1 and hi == 1:
             return a
         return self._intern((_REPEAT, a, lo, hi), lo == 0 or self._nullable[a], self._has_bool[a])
+
+    def shuffle(self, items: Sequence[tuple[int, bool]], sep: int, extra: int, lo: int, hi: int = INF) -> int:
+        """Lists ``x1 sep x2 sep ...`` of lo..hi elements (``hi=INF`` for no bound), each element
+        one of ``items`` — ``(expr, required)`` pairs, each used at most once, every required one
+        present — or ``extra`` (NOTHING for none; any number of times), in any order.
+
+        Built as the union over the first element followed by a ``SHUFFLE`` node; derivatives
+        expand a ``SHUFFLE`` one element at a time, so the states reached are the subsets of
+        items (times counts) that an input actually visits, never the n! orders. A node names
+        its items by a shared list and a bit set of those left: O(1) to build, not O(n).
+        """
+        if lo < 0 or (hi != INF and hi < lo):
+            raise ValueError(f"bad shuffle bounds {{{lo},{hi}}}")
+        kept = []
+        for x, req in items:
+            if x == NOTHING_ID:
+                if req:
+                    return NOTHING_ID
+                continue
+            kept.append((x, bool(req)))
+        kept.sort()
+        exprs = tuple(x for x, _ in kept)
+        required = sum(1 << j for j, (_, req) in enumerate(kept) if req)
+        key = (exprs, required)
+        base = self._base_ids.get(key)
+        if base is None:
+            base = self._base_ids[key] = len(self._bases)
+            self._bases.append((exprs, required, sum(1 << j for j, x in enumerate(exprs) if self._has_bool[x])))
+        full = (1 << len(exprs)) - 1
+        opts = [EPS_ID] if lo == 0 and not required else []
+        if hi != 0:
+            room = INF if hi == INF else hi - 1
+            for j, x in enumerate(exprs):
+                opts.append(self._concat2(x, self.shuffle_rest(base, full & ~(1 << j), sep, extra, lo - 1, room)))
+            if extra != NOTHING_ID:
+                opts.append(self._concat2(extra, self.shuffle_rest(base, full, sep, extra, lo - 1, room)))
+        return self.alt_of(opts)
+
+    def shuffle_items(self, base: int) -> tuple[tuple[int, ...], int]:
+        """The item expressions of a ``SHUFFLE`` base and the bit set of the required ones."""
+        return self._bases[base][:2]
+
+    def shuffle_rest(self, base: int, left: int, sep: int, extra: int, need: int, room: int) -> int:
+        """``(sep x)`` repeated: the continuation of ``shuffle`` after an element, with the items
+        of ``base`` in the bit set ``left`` still unused, ``need`` more elements at least and
+        ``room`` at most (INF: no bound)."""
+        need = max(need, 0)
+        n_req = (left & self._bases[base][1]).bit_count()
+        n_left = left.bit_count()
+        if need <= n_req:
+            need = 0  # the required items already make the count
+        if room != INF and (room < n_req or room < need):
+            return NOTHING_ID
+        if extra == NOTHING_ID:
+            if need > n_left:
+                return NOTHING_ID
+            if room != INF and room >= n_left:
+                room = INF  # never binding
+        if sep == NOTHING_ID or not left or room == 0:
+            if sep == NOTHING_ID or extra == NOTHING_ID or room == 0:
+                return EPS_ID if n_req == 0 and need == 0 else NOTHING_ID
+            return self.repeat(self._concat2(sep, extra), need, room)
+        has_bool = self._has_bool[sep] or self._has_bool[extra] or bool(left & self._bases[base][2])
+        return self._intern((_SHUFFLE, base, left, sep, extra, need, room), n_req == 0 and need == 0, has_bool)
 
     def optional(self, a: int) -> int:
         return self.alt(a, EPS_ID)

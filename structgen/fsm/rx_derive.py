@@ -18,12 +18,13 @@ ALL_BYTES = (1 << 256) - 1
 NOTHING_ID = 0
 EPS_ID = 1
 
-_NOTHING, _EPS, _BYTES, _CONCAT, _ALT, _AND, _NOT, _REPEAT = range(8)
+_NOTHING, _EPS, _BYTES, _CONCAT, _ALT, _AND, _NOT, _REPEAT, _SHUFFLE = range(9)
 
 
 class Derivatives:
     """Mixin for ``ExprPool``: uses ``_nodes``, ``_nullable``, ``_has_bool``, ``_rows``, ``_live``
-    and the constructors ``_concat2``, ``alt_of``, ``and_``, ``not_``, ``repeat``, ``universal``."""
+    and the constructors ``_concat2``, ``alt_of``, ``and_``, ``not_``, ``repeat``, ``universal``,
+    ``shuffle_items``, ``shuffle_rest``."""
 
     def row(self, a: int) -> tuple[tuple[int, int], ...]:
         """Derivatives of ``a`` by every byte: disjoint ``(mask, id)`` pairs, NOTHING left out."""
@@ -70,7 +71,24 @@ class Derivatives:
             _, x, lo, hi = node
             rest = self.repeat(x, max(lo - 1, 0), INF if hi == INF else hi - 1)
             return tuple((m, self._concat2(t, rest)) for m, t in self.row(x))
+        if kind == _SHUFFLE:  # expanded one step on demand: the choice of the next element
+            return self.row(self._shuffle_step(node))
         raise AssertionError(f"unknown node kind {kind}")
+
+    def _shuffle_step(self, node: tuple) -> int:
+        """``SHUFFLE`` as the union of its next steps: ``sep item`` or ``sep extra``, then the rest."""
+        _, base, left, sep, extra, need, room = node  # room >= 1: ``shuffle_rest`` makes room 0 EPS
+        room = INF if room == INF else room - 1
+        exprs = self.shuffle_items(base)[0]
+        opts = []
+        for j, x in enumerate(exprs):
+            if left >> j & 1:
+                rest = self.shuffle_rest(base, left & ~(1 << j), sep, extra, need - 1, room)
+                opts.append(self._concat2(sep, self._concat2(x, rest)))
+        if extra != NOTHING_ID:
+            rest = self.shuffle_rest(base, left, sep, extra, need - 1, room)
+            opts.append(self._concat2(sep, self._concat2(extra, rest)))
+        return self.alt_of(opts)
 
     def _merge(self, rows: list[tuple[tuple[int, int], ...]], combine) -> tuple[tuple[int, int], ...]:
         """Union of rows: refine their masks into disjoint parts, ``combine`` the targets of each.
@@ -167,6 +185,18 @@ class Derivatives:
                 live = any(self.is_live(x, budget) for x in node[1])
             else:
                 live = node[2] == 0 or self.is_live(node[1], budget)
+            self._live[a] = live
+            return live
+        if node[0] == _SHUFFLE:  # not nullable: some element must follow
+            _, base, left, sep, extra, need, _ = node
+            exprs, required = self.shuffle_items(base)
+            n_live, live = 0, self.is_live(sep, budget)
+            for j, x in enumerate(exprs):
+                if live and left >> j & 1:
+                    ok = self.is_live(x, budget)
+                    n_live += ok
+                    live = ok or not required >> j & 1
+            live = live and (need <= n_live or (extra != NOTHING_ID and self.is_live(extra, budget)))
             self._live[a] = live
             return live
         seen = {a}

@@ -1,8 +1,9 @@
 """Runs JSON-Schema-Test-Suite and MaskBench items through the JSON Schema compiler.
 
-Each item: compile ``JsonSchema(schema, whitespace="default")`` strictly with work bounds
-(expression nodes, DFA states, wall time), then check ``json.dumps(instance,
-ensure_ascii=False)`` of every valid instance is accepted and of every invalid one rejected.
+Each item: compile ``JsonSchema(schema, whitespace="default", property_order=...)`` (``"schema"``
+unless told) strictly with work bounds (expression nodes, DFA states, wall time), then check
+``json.dumps(instance, ensure_ascii=False)`` of every valid instance is accepted and of every
+invalid one rejected.
 Used by ``tests/conformance/test_conformance.py`` (against checked-in snapshots) and
 ``bench/conformance.py`` (full table).
 """
@@ -91,13 +92,13 @@ def maskbench_items(sample: int | None = None, seed: int = 0) -> list[Item]:
     return out
 
 
-def check_item(item: Item) -> dict:
+def check_item(item: Item, property_order: str = "schema") -> dict:
     """``{"error": keyword or None, "valid_rejected": [i...], "invalid_accepted": [i...]}``."""
     try:
         with time_limit(TIME_LIMIT_S), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dfa = compile_bytes(JsonSchema(item.schema, whitespace="default"), max_states=MAX_STATES,
-                                max_nodes=MAX_NODES)
+            dfa = compile_bytes(JsonSchema(item.schema, whitespace="default", property_order=property_order),
+                                max_states=MAX_STATES, max_nodes=MAX_NODES)
             vr = [i for i, v in enumerate(item.valid) if not dfa.matches(_text(v))]
             ia = [i for i, v in enumerate(item.invalid) if dfa.matches(_text(v))]
     except SchemaError as e:
@@ -116,12 +117,12 @@ def _text(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def run(items: Iterable[Item]) -> dict:
+def run(items: Iterable[Item], property_order: str = "schema") -> dict:
     """Snapshot dict: counts per subset and sorted failure lists."""
     counts: dict[str, dict[str, int]] = {}
     not_compiled, rejected, accepted = [], [], []
     for item in items:
-        r = check_item(item)
+        r = check_item(item, property_order)
         c = counts.setdefault(item.subset, dict.fromkeys(
             ("schemas", "compiled", "valid", "valid_rejected", "invalid", "invalid_accepted"), 0))
         c["schemas"] += 1

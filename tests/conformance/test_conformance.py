@@ -60,3 +60,24 @@ def test_maskbench_sample():
     snap = cr.run(cr.maskbench_items(sample=MASKBENCH_SAMPLE, seed=0))
     assert snap["invalid_accepted"] == []
     _compare("maskbench_sample", snap)
+
+
+def _check_any_order(name: str, items: list) -> None:
+    """``property_order="any"``: nothing invalid accepted, and no valid instance rejected that
+    schema order accepts (any order only adds orders of the declared properties)."""
+    snap = cr.run(items, property_order="any")
+    assert snap["invalid_accepted"] == []
+    ordered = json.loads((cr.SNAPSHOTS / f"{name}.json").read_text())
+    assert not set(snap["valid_rejected"]) - set(ordered["valid_rejected"])
+    _compare(f"{name}_any", snap)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("draft", ["draft2020-12", "draft7"])
+def test_json_schema_test_suite_any_property_order(draft):
+    _check_any_order(draft, cr.suite_items(draft))
+
+
+@pytest.mark.slow
+def test_maskbench_sample_any_property_order():
+    _check_any_order("maskbench_sample", cr.maskbench_items(sample=MASKBENCH_SAMPLE, seed=0))

@@ -248,3 +248,99 @@ def test_const_number_is_the_point_range_of_number(value):
     ranged = nums.number(Bounds(x, False, x, False), integer=x == x.to_integral_value())
     assert not pool.is_live(pool.diff(direct, ranged)) and not pool.is_live(pool.diff(ranged, direct))
     assert pool.matches(direct, json.dumps(value).encode())
+
+
+ANY_ORDER_CASES = [
+    # (schema, accepted only with property_order="any", accepted by both, rejected by both)
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {"type": "null"}},
+      "required": ["a", "c"]},
+     [{"c": None, "a": 1}, {"b": "x", "c": None, "a": 1}, {"c": None, "b": "x", "a": 1}],
+     [{"a": 1, "c": None}, {"a": 1, "b": "x", "c": None}],
+     [{"c": None}, {"b": "x", "a": 1}, {"c": None, "a": "1"}, Raw('{"c": null, "a": 1, "a": 2}'),
+      Raw('{"a": 1, "c": null, "c": null}'), {}]),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+      "additionalProperties": {"type": "string"}},
+     [{"x": "s", "a": 1}, {"b": 2, "x": "s", "a": 1}, {"x": "s", "b": 2, "y": "t"}],
+     [{"a": 1, "x": "s"}, {}, {"x": "s"}],
+     [{"x": 1, "a": 1}, {"b": "s", "a": 1}, Raw('{"b": 1, "x": "s", "b": 2}')]),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+      "additionalProperties": False, "minProperties": 1, "maxProperties": 1},
+     [], [{"a": 1}, {"b": 1}], [{}, {"b": 1, "a": 1}, {"a": 1, "b": 1}, {"c": 1}]),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+      "patternProperties": {"^x": {"type": "boolean"}}, "additionalProperties": False, "maxProperties": 3},
+     [{"x1": True, "b": 1}, {"b": 1, "x1": True, "a": 2}],
+     [{"a": 1, "b": 2, "x1": False}],
+     [{"x1": 1, "b": 1}, {"y": True, "a": 1}, {"x1": True, "b": 1, "a": 2, "x2": False}]),
+    ({"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"b": {"properties": {"p": {"const": 1}, "q": {"const": 2}}, "required": ["p", "q"]}},
+                 "required": ["b"]}]},
+     [{"b": {"q": 2, "p": 1}, "a": 0}, {"a": 0, "b": {"q": 2, "p": 1}}],
+     [{"a": 0, "b": {"p": 1, "q": 2}}],
+     [{"b": {"q": 2}, "a": 0}, {"b": {"q": 2, "p": 2}, "a": 0}, {"b": {"q": 2, "p": 1}}]),
+]
+
+
+@pytest.mark.parametrize("schema,any_only,both,neither", ANY_ORDER_CASES,
+                         ids=[json.dumps(c[0])[:60] for c in ANY_ORDER_CASES])
+def test_property_order_any_accepts_every_order_and_nothing_invalid(schema, any_only, both, neither):
+    ordered = compile_bytes(JsonSchema(schema))
+    free = compile_bytes(JsonSchema(schema, property_order="any"))
+    for v in any_only:
+        assert free.matches(_text(v)) and not ordered.matches(_text(v)), _text(v)
+    for v in both:
+        assert free.matches(_text(v)) and ordered.matches(_text(v)), _text(v)
+    for v in neither:
+        assert not free.matches(_text(v)) and not ordered.matches(_text(v)), _text(v)
+
+
+def test_property_order_any_keeps_whitespace_policy_and_nesting():
+    schema = {"type": "object", "properties": {k: {"type": "object", "properties": {"x": {}, "y": {}}} for k in "abc"}}
+    free = compile_bytes(JsonSchema(schema, property_order="any"))
+    value = {"c": {"y": [1], "x": None}, "a": {}, "b": {"x": 1}}
+    for text in (json.dumps(value), json.dumps(value, indent=2), json.dumps(value, separators=(",", ":"))):
+        assert free.matches(text), text
+    assert not free.matches(json.dumps(value).replace(", ", " , ", 1))
+    assert not free.matches('{"c": {"y": 1, "y": 2}}')
+    compact = compile_bytes(JsonSchema(schema, whitespace="compact", property_order="any"))
+    assert compact.matches(json.dumps(value, separators=(",", ":"))) and not compact.matches(json.dumps(value))
+
+
+def test_property_order_option_is_checked_and_bounded():
+    from structgen.errors import ConstraintError, SchemaError
+    from structgen.fsm.json_objects import MAX_ANY_ORDER_PROPERTIES
+
+    with pytest.raises(ConstraintError, match="property_order"):
+        JsonSchema({}, property_order="sorted")
+    assert JsonSchema({}, property_order="any").key() != JsonSchema({}).key()
+    assert JsonSchema({}, property_order="schema") == JsonSchema({})
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(MAX_ANY_ORDER_PROPERTIES + 1)}}
+    compile_bytes(JsonSchema(wide))  # schema order: no bound
+    with pytest.raises(SchemaError, match="property_order='any' supports at most"):
+        compile_bytes(JsonSchema(wide, property_order="any"))
+    wide["properties"].pop("p0")
+    free = compile_bytes(JsonSchema(wide, property_order="any"))
+    assert free.matches(json.dumps({f"p{i}": i for i in range(MAX_ANY_ORDER_PROPERTIES, 0, -1)}))
+
+
+def test_property_order_any_objects_can_be_complemented():
+    """Under any order an object language holds every order, so ``not`` may complement it."""
+    from structgen.errors import SchemaError
+
+    schema = {"type": "object", "not": {"properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                                        "required": ["a", "b"], "additionalProperties": False}}
+    with pytest.raises(SchemaError, match="complement"):
+        compile_bytes(JsonSchema(schema))
+    free = compile_bytes(JsonSchema(schema, property_order="any"))
+    for v in ({"a": 1, "b": 2}, {"b": 2, "a": 1}, [1]):
+        assert not free.matches(_text(v)), _text(v)
+    for v in ({"a": 1}, {"c": 3, "b": 2, "a": 1}, {"b": "x", "a": 1}, {}):
+        assert free.matches(_text(v)), _text(v)
+
+
+@pytest.mark.parametrize("order", ["schema", "any"])
+def test_complemented_object_excludes_escaped_spellings_of_declared_keys(order):
+    schema = {"type": "object", "not": {"properties": {"a": {"type": "integer"}}, "required": ["a"],
+                                        "additionalProperties": False}}
+    dfa = compile_bytes(JsonSchema(schema, property_order=order))
+    assert not dfa.matches('{"a": 1}') and not dfa.matches('{"\\u0061": 1}')  # both spell {"a": 1}
+    assert dfa.matches('{"\\u0061": "x"}') and dfa.matches('{"b": 1}') and dfa.matches("{}")

@@ -186,3 +186,57 @@ def test_literal_is_the_concatenation_of_its_bytes():
     pool = ExprPool()
     for data in (b"", b"a", b"abc", "é\"\\".encode()):
         assert pool.literal(data) == pool.concat(*[pool.byteset(1 << b) for b in data])
+
+
+def _shuffle_reference(text: bytes, items: dict[bytes, bool], extra: bool, lo: int, hi: int) -> bool:
+    """``text`` is a ``,``-separated list of lo..hi elements: each key of ``items`` at most once
+    (the ``True`` ones exactly once), and, when ``extra``, any number of ``c``."""
+    parts = text.split(b",") if text else []
+    if len(parts) < lo or (hi != INF and len(parts) > hi):
+        return False
+    if any(p not in items and not (extra and p == b"c") for p in parts):
+        return False
+    named = [p for p in parts if p in items]
+    return len(named) == len(set(named)) and all(k in named for k, req in items.items() if req)
+
+
+SHUFFLE_WORDS = [b",".join(t) for n in range(6) for t in itertools.product((b"a", b"bb", b"c", b"", b"x"), repeat=n)]
+
+
+@pytest.mark.parametrize("required", list(itertools.product([False, True], repeat=2)))
+@pytest.mark.parametrize("extra", [False, True])
+@pytest.mark.parametrize("lo,hi", [(0, INF), (0, 1), (2, 3), (3, INF), (0, 0), (2, 2)])
+def test_shuffle_matches_any_order_each_item_once(required, extra, lo, hi):
+    pool = ExprPool()
+    items = dict(zip((b"a", b"bb"), required))
+    e = pool.shuffle([(pool.literal(k), r) for k, r in items.items()], pool.literal(","),
+                     pool.literal("c") if extra else NOTHING_ID, lo, hi)
+    for w in SHUFFLE_WORDS:
+        assert pool.matches(e, w) == _shuffle_reference(w, items, extra, lo, hi), w
+
+
+def test_shuffle_states_follow_subsets_not_orders():
+    pool = ExprPool()
+    n = 12
+    items = [(pool.literal(f"k{i:02d}"), i % 3 == 0) for i in range(n)]
+    e = pool.shuffle(items, pool.literal(","), NOTHING_ID, 0)
+    order = list(range(n))[::-1]
+    assert pool.matches(e, ",".join(f"k{i:02d}" for i in order).encode())
+    assert not pool.matches(e, b"k01,k00,k01,k03,k06,k09")  # k01 twice
+    assert not pool.matches(e, b"k00,k03,k06")  # k09 required
+    # one walk visits one subset per element: the pool grows with the path, not with n!
+    before = len(pool)
+    assert pool.matches(e, b"k11,k09,k06,k03,k00")
+    assert len(pool) - before < 40 * n
+
+
+def test_shuffle_liveness_under_intersection(pool):
+    sep, a, b = pool.literal(","), pool.literal("a"), pool.literal("b")
+    both = pool.shuffle([(a, True), (b, True)], sep, NOTHING_ID, 0)
+    assert pool.is_live(pool.and_(both, pool.literal("b,a")))
+    assert not pool.is_live(pool.and_(both, pool.literal("a,a")))
+    no_b = pool.diff(pool.byte_range(0x61, 0x62), b)  # "a" via a complement: liveness needs a search
+    assert pool.is_live(pool.shuffle([(no_b, True)], sep, NOTHING_ID, 1))
+    dead = pool.and_(pool.plus(a), pool.plus(b))  # an AND node with an empty language
+    assert not pool.is_live(pool.shuffle([(a, False), (dead, True)], sep, NOTHING_ID, 0))
+    assert pool.is_live(pool.shuffle([(a, True), (dead, False)], sep, NOTHING_ID, 0))
