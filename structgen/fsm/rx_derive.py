@@ -158,6 +158,33 @@ class Derivatives:
                 out[t] = out.get(t, 0) | m
         return tuple((m, t) for t, m in out.items())
 
+    def _concat_live(self, a: int, budget: int) -> bool:
+        """Liveness of the right-nested concatenation chain at ``a`` (live iff every part is),
+        recording it for every chain node passed: a new ``CONCAT(x, rest)`` over a ``rest`` already
+        decided costs one lookup instead of a walk of the whole chain."""
+        chain, cur = [], a
+        while True:
+            node = self._nodes[cur]
+            if cur != a:
+                if not self._has_bool[cur] or self._nullable[cur]:
+                    live = True
+                    break
+                known = self._live.get(cur)
+                if known is not None:
+                    live = known
+                    break
+            if node[0] != _CONCAT:
+                live = self.is_live(cur, budget)
+                break
+            chain.append(cur)
+            if not self.is_live(node[1], budget):
+                live = False  # this node and every chain node before it contain a dead part
+                break
+            cur = node[2]
+        for c in chain:
+            self._live[c] = live
+        return live
+
     def is_live(self, a: int, budget: int = 100_000) -> bool:
         """True when ``a`` matches at least one string.
 
@@ -175,12 +202,7 @@ class Derivatives:
         node = self._nodes[a]
         if node[0] in (_CONCAT, _ALT, _REPEAT):  # decided by the parts: no search needed
             if node[0] == _CONCAT:
-                live = True
-                while live and node[0] == _CONCAT:  # iterative along right-nested chains
-                    live = self.is_live(node[1], budget)
-                    nxt = node[2]
-                    node = self._nodes[nxt]
-                live = live and self.is_live(nxt, budget)
+                live = self._concat_live(a, budget)
             elif node[0] == _ALT:
                 live = any(self.is_live(x, budget) for x in node[1])
             else:
