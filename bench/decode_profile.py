@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.gpu_bench import LLAMA_1B, PROMPT, SMOLLM2_135M, build, prefill
 from structgen.engine.gpu_decode import DecodeSeq, GraphDecoder
+from structgen.engine.graph_runner import capture_graph
 from structgen.engine.models.decoder import DecodeKernels
 
 SETTINGS = {
@@ -117,14 +118,7 @@ def gemv_table(runner, batches: list[int], reps: int = 20) -> None:
 
 def _graph_us(fn, calls: int, reps: int) -> float:
     """Median µs per call of ``fn`` (``calls`` launches) captured in a CUDA graph and replayed."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
+    graph, _ = capture_graph(fn, torch.device("cuda"), warmup=1)
     graph.replay()
     times = []
     for _ in range(reps):

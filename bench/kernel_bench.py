@@ -41,6 +41,7 @@ from structgen.kernels import (  # noqa: E402
     masked_sample,
     rope_kv_write,
 )
+from structgen.engine.graph_runner import capture_graph  # noqa: E402
 from structgen.kernels.attention import MERGES
 from structgen.kernels.gemv import (
     GemvConfig,
@@ -86,15 +87,7 @@ def timer(device: torch.device, iters: int, warmup: int = 3, repeats: int = 3):
         return min(results)
 
     def in_graph(fn) -> float:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(iters):
-                fn()
+        graph, _ = capture_graph(lambda: [fn() for _ in range(iters)], torch.device("cuda"), warmup=1)
         graph.replay()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         results = []

@@ -153,17 +153,11 @@ def gemv_triton(x, w, b=None, *, gated: bool = False, config: GemvConfig | None 
         return out
     if k == 0:
         return out.zero_() if b is None else out.copy_(b.expand(m, n))
-    cfg = config or gemv_config(m, n, k, x.element_size())
-    if cfg.unroll not in (1, 2):
-        raise KernelInputError(f"GemvConfig.unroll must be 1 or 2, got {cfg.unroll}")
-    step = cfg.block_k * cfg.unroll  # K columns per loop step
-    k_split = triton_cdiv(triton_cdiv(k, cfg.split_k), step) * step
-    split_k = triton_cdiv(k, k_split)
-    part = torch.empty((split_k, m, n), dtype=torch.float32, device=x.device) if split_k > 1 else out
+    cfg, k_split, split_k, part = _launch_plan(config, m, n, k, x, out)
     kernels = B.kernel_module("structgen.kernels._triton_gemv")
     kernels.gemv[(triton_cdiv(n, cfg.block_n), split_k)](
         x, w, b if b is not None else out, out, part, n, k, k_split, k, x.stride(0), w.stride(0), out.stride(0),
-        M=m, HAS_BIAS=b is not None, GATED=gated, EVEN_K=k % step == 0, SPLIT_K=split_k,
+        M=m, HAS_BIAS=b is not None, GATED=gated, EVEN_K=k % (cfg.block_k * cfg.unroll) == 0, SPLIT_K=split_k,
         BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, UNROLL=cfg.unroll, num_warps=cfg.num_warps,
     )
     if split_k > 1:
@@ -242,19 +236,13 @@ def gemv_norm_triton(x, w, b=None, *, ln, eps: float, delta=None, config: GemvCo
         if k == 0 and m > 0:
             out.zero_() if b is None else out.copy_(b.expand(m, n))
         return r, out
-    cfg = config or gemv_config(m, n, k, x.element_size())
-    if cfg.unroll not in (1, 2):
-        raise KernelInputError(f"GemvConfig.unroll must be 1 or 2, got {cfg.unroll}")
-    step = cfg.block_k * cfg.unroll  # K columns per loop step
-    k_split = triton_cdiv(triton_cdiv(k, cfg.split_k), step) * step
-    split_k = triton_cdiv(k, k_split)
-    part = torch.empty((split_k, m, n), dtype=torch.float32, device=x.device) if split_k > 1 else out
+    cfg, k_split, split_k, part = _launch_plan(config, m, n, k, x, out)
     d = delta if delta is not None else x
     kernels = B.kernel_module("structgen.kernels._triton_gemv")
     kernels.gemv_norm[(triton_cdiv(n, cfg.block_n), split_k)](
         x, d, ln, r, w, b if b is not None else out, out, part, n, k, k_split, float(eps),
         x.stride(0), d.stride(0), r.stride(0), w.stride(0), out.stride(0),
-        M=m, HAS_DELTA=delta is not None, HAS_BIAS=b is not None, EVEN_K=k % step == 0, SPLIT_K=split_k,
+        M=m, HAS_DELTA=delta is not None, HAS_BIAS=b is not None, EVEN_K=k % (cfg.block_k * cfg.unroll) == 0, SPLIT_K=split_k,
         BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, UNROLL=cfg.unroll, num_warps=cfg.num_warps,
         BLOCK_R=min(_NORM_BLOCK, max(cfg.block_k, next_power_of_2(k))), PREFETCH=bool(prefetch),
     )
@@ -274,3 +262,17 @@ def next_power_of_2(n: int) -> int:
 def triton_cdiv(a: int, b: int) -> int:
     """Ceiling of ``a / b`` for positive ``b``."""
     return -(-a // b)
+
+
+def _launch_plan(config, m: int, n: int, k: int, x: torch.Tensor, out: torch.Tensor):
+    """``(config, k_split, split_k, part)`` of a gemv launch: the config (``gemv_config`` by default),
+    K columns per split (a multiple of one loop step), the split count, and the fp32 partials
+    buffer ``[split_k, M, N]`` (``out`` itself when there is one split)."""
+    cfg = config or gemv_config(m, n, k, x.element_size())
+    if cfg.unroll not in (1, 2):
+        raise KernelInputError(f"GemvConfig.unroll must be 1 or 2, got {cfg.unroll}")
+    step = cfg.block_k * cfg.unroll  # K columns per loop step
+    k_split = triton_cdiv(triton_cdiv(k, cfg.split_k), step) * step
+    split_k = triton_cdiv(k, k_split)
+    part = torch.empty((split_k, m, n), dtype=torch.float32, device=x.device) if split_k > 1 else out
+    return cfg, k_split, split_k, part

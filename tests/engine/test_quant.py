@@ -49,19 +49,24 @@ def test_matrices_that_are_not_4_bit_are_left_alone():
     near = q4_1(w)
     near[3, 5] += 0.1 * (near[3, 0:32].amax() - near[3, 0:32].amin()) / 15  # one weight off the grid
     assert Int4Weight.from_dense(near) is None
-    assert Int4Weight.from_dense(q4_1(w)[:, :96].contiguous()[:, :80]) is None  # in % GROUP != 0
+    assert Int4Weight.from_dense(q4_1(w)[:, :80].contiguous()) is None  # in % GROUP != 0
     assert Int4Weight.from_dense(q4_1(w).double()) is None  # only float32 sources
+
+
+def tiny_llama(layers: int):
+    """A random tiny Llama (hidden 64: two Q4_1 groups per row)."""
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(cfg)
 
 
 @pytest.fixture(scope="module")
 def quantised_folder(tmp_path_factory):
     """A tiny Llama whose projections are on the Q4_1 grid (like a dequantised GGUF)."""
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-    )  # fmt: skip
-    model = transformers.LlamaForCausalLM(cfg)
+    model = tiny_llama(2)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("proj.weight"):
@@ -100,13 +105,8 @@ def test_quantization_option_errors(tmp_path, quantised_folder):
 
 @needs_int4
 def test_int4_request_on_dense_weights_says_so(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-    )  # fmt: skip
     folder = tmp_path_factory.mktemp("dense")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+    tiny_llama(1).save_pretrained(folder)
     with pytest.raises(ModelLoadError, match="not 4-bit"):
         load_model(folder, device="cpu", dtype="bfloat16", quantization="int4")
     runner = load_model(folder, device="cpu", dtype="bfloat16")  # auto: dense, no error
