@@ -10,6 +10,9 @@ visits take one of two routes, with the same result:
   declared names), takes the class's per-vocabulary token split (``loopclass``): the tokens
   spelled with the class are allowed as a block, only the distinct tails of the others are fed
   through the DFA, and the tokens starting with a byte routed elsewhere walk the trie;
+- a state whose wide class of characters counts (a string with ``maxLength``: every character
+  leads to the next state of a chain, none loops) takes the same split along the chain
+  (``loopclass.chain_row``);
 - any other state walks the whole vocabulary trie through the DFA (``trie.TokenTrie.walk``).
 
 EOS tokens are allowed exactly in accepting states and lead back to the same state. Ids past
@@ -30,7 +33,7 @@ import numpy as np
 
 from ..errors import CompileLimitError
 from .dfa import UNKNOWN, ByteDFA
-from .loopclass import LoopSplit, loop_row, loops_on_non_ascii
+from .loopclass import LoopSplit, chain_row, loop_row, loops_on_non_ascii
 from .trie import trie_of
 from .vocabulary import Vocabulary, vocabulary_of
 
@@ -87,6 +90,8 @@ class TokenFSM:
         self._loops_known = np.zeros(0, dtype=bool)
         self._utf8 = np.zeros(0, dtype=bool)  # [cap] bool every non-ASCII character loops
         self._loop_bytes: dict[int, bytes] = {}  # state -> the bytes leading it to itself
+        self._class_next: dict[tuple[int, bytes], int | None] = {}  # (state, class) -> uniform successor
+        self._utf8_to: dict[tuple[int, int], bool] = {}  # (state, target): every non-ASCII character leads there
 
     # ------------------------------------------------------------------ public API
     @property
@@ -212,7 +217,12 @@ class TokenFSM:
                 for s in todo:
                     plan = self._loop_plan(s)
                     if plan is None:
-                        walked.append(s)
+                        chain = self._chain_plan(s)
+                        if chain is None:
+                            walked.append(s)
+                        else:
+                            ids, nexts = chain_row(*chain, lambda: dfa.table, dfa.ensure, self._walk_bytes)
+                            self._rows[s] = self._make_row(s, ids, nexts)
                         continue
                     split, loop, skip = plan
                     ids, nexts = loop_row(split, s, loop, lambda: dfa.table, dfa.ensure, self._walk_bytes,
@@ -261,6 +271,61 @@ class TokenFSM:
         if n_skip > MAX_SKIP or (lutf8[0] and not loops_on_non_ascii(dfa, state, loop)):
             return None
         return split, loop, (skip if n_skip else None)
+
+    def _chain_plan(self, state: int) -> tuple[LoopSplit, np.ndarray] | None:
+        """``(split, chain)`` when expanded ``state`` starts a counting chain on a wide class
+        (``loopclass.chain_row``): the class is the bytes leading ``state`` to its most frequent
+        successor (with every non-ASCII character, when they all go there too), and each chain
+        state moves every in-class character to one next state (or to none: the chain ends).
+        None when some chain state splits the class, or the class is narrow."""
+        dfa = self.byte_dfa
+        row = dfa.table[state]
+        nexts = row[row >= 0]
+        if len(nexts) < MIN_LOOP_BYTES:
+            return None
+        targets, counts = np.unique(nexts, return_counts=True)
+        if counts.max() < MIN_LOOP_BYTES:
+            return None
+        first = int(targets[np.argmax(counts)])
+        member = row == first  # [256] bool
+        utf8 = not member[0x80:].any() and self._utf8_leads(state, first)
+        if utf8:
+            member[0x80:] = True
+        bits = np.packbits(member, bitorder="little").view(np.uint64)
+        split = self._split_of(bits, utf8)
+        if split is None:
+            return None
+        key = bits.tobytes() + bytes([utf8])
+        idx = np.flatnonzero(member[:0x80] if utf8 else member)  # bytes checked for one common successor
+        need = int(max(split.inside_chars.max(initial=0), split.rest_chars.max(initial=0)))
+        chain = np.full(need + 1, -1, dtype=np.int32)
+        x = chain[0] = state
+        for j in range(need):
+            nxt = self._class_next.get((x, key), UNKNOWN)
+            if nxt == UNKNOWN:
+                move = dfa.expand(x)[idx]
+                nxt = self._class_next[(x, key)] = int(move[0]) if (move == move[0]).all() else None
+            if nxt is None:
+                return None
+            if utf8 and j < split.utf8_depth:  # deeper, no token has a non-ASCII character in the class
+                if not (self._utf8_leads(x, nxt) if nxt >= 0 else (dfa.table[x, 0x80:] < 0).all()):
+                    return None
+            chain[j + 1] = nxt
+            if nxt < 0:
+                break
+            if nxt == x:  # the chain ends in a loop
+                chain[j + 1 :] = x
+                break
+            x = nxt
+        return split, chain
+
+    def _utf8_leads(self, state: int, target: int) -> bool:
+        """Every non-ASCII character leads ``state`` to ``target`` (memoised)."""
+        key = (state, target)
+        ok = self._utf8_to.get(key)
+        if ok is None:
+            ok = self._utf8_to[key] = loops_on_non_ascii(self.byte_dfa, state, target)
+        return ok
 
     def _with_subtrees(self, state: int, first: np.ndarray, ids: np.ndarray, nexts: np.ndarray):
         """``ids``/``nexts`` plus the tokens starting with a byte of ``first``, walked from ``state``."""

@@ -11,6 +11,11 @@ sharing a suffix shares its end state. A state ``e`` whose in-class characters a
 such a looping state ``s`` (a string's opening quote done) uses the same split: inside tokens
 end in ``s``, a suffix after a non-empty prefix starts from ``s``, a whole token from ``e``.
 
+A *counting chain* generalises both: ``c[0] = e`` and every in-class character leads ``c[j]``
+to one state ``c[j + 1]`` (a string with ``maxLength``: ``c[j]`` has read ``j`` characters,
+and past the bound the chain is dead). An inside token of ``m`` characters ends in ``c[m]``;
+another token's suffix starts from ``c[p]`` after a prefix of ``p`` characters (``chain_row``).
+
 ``LoopSplit`` holds that split for one class and one vocabulary; ``TokenTrie.loop_split``
 builds it once and keeps it (a state of a string body or of ``[a-z ]*`` then costs a few
 vector operations plus the walk of the live suffixes). ``valid_char_bytes`` and
@@ -42,6 +47,10 @@ class LoopSplit(NamedTuple):
     rest_ids: the other tokens; ``rest_suffix[i]`` indexes the suffix of ``rest_ids[i]``.
     grid, length: the suffixes' first ``GRID_WIDTH`` bytes, zero-padded, and their lengths (a
         vectorised walk feeds them column by column).
+    inside_chars, rest_chars: the characters of each inside token and of each other token's
+        in-class prefix (bytes, for a class without ``utf8``), for counting chains.
+    utf8_depth: 1 + the last character position where an inside token or a prefix holds a
+        non-ASCII character (0 when none does): a chain checks non-ASCII moves only that deep.
     """
 
     inside: np.ndarray  # [k] int32
@@ -52,6 +61,9 @@ class LoopSplit(NamedTuple):
     rest_suffix: np.ndarray  # [r] int64
     grid: np.ndarray  # [u, min(GRID_WIDTH, longest suffix)] uint8
     length: np.ndarray  # [u] int64
+    inside_chars: np.ndarray  # [k] int64, aligned with ``inside``
+    rest_chars: np.ndarray  # [r] int64, aligned with ``rest_ids``
+    utf8_depth: int
 
 
 def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: list[bytes],
@@ -80,8 +92,26 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
     length = np.fromiter((len(suf) for suf in suffixes), dtype=np.int64, count=len(suffixes))
     width = min(GRID_WIDTH, int(length.max(initial=1)))
     grid = np.frombuffer(b"".join(suf[:width].ljust(width, b"\0") for suf in suffixes), dtype=np.uint8)
-    return LoopSplit(np.sort(order[inside]).astype(np.int32), suffixes, first, in_loop, order[rest].astype(np.int32),
-                     suffix_of, grid.reshape(len(suffixes), width), length)
+    # character counts: a byte starts a character unless it continues a non-ASCII one (utf8 only)
+    starts_char = ~((flat >= 0x80) & (flat < 0xC0)) if utf8 else np.ones(len(flat), dtype=bool)
+    cum = np.concatenate([[0], np.cumsum(starts_char)])  # [B + 1] characters before each byte
+    ends = np.append(starts[1:], len(flat))
+    in_pos = np.flatnonzero(inside)
+    in_order = np.argsort(order[in_pos], kind="stable")
+    inside_chars = (cum[ends[in_pos]] - cum[starts[in_pos]])[in_order]
+    rest_chars = cum[starts[rest] + np.asarray(cut, dtype=np.int64)] - cum[starts[rest]]
+    utf8_depth = 0
+    if utf8:  # the deepest non-ASCII lead byte inside a token's in-class part
+        lead = np.flatnonzero(flat >= 0xC0)
+        ltok = np.searchsorted(starts, lead, side="right") - 1
+        limit = ends.copy()
+        limit[rest] = starts[rest] + np.asarray(cut, dtype=np.int64)
+        lead, ltok = lead[lead < limit[ltok]], ltok[lead < limit[ltok]]
+        if len(lead):
+            utf8_depth = int((cum[lead] - cum[starts[ltok]]).max()) + 1
+    return LoopSplit(order[in_pos][in_order].astype(np.int32), suffixes, first, in_loop, order[rest].astype(np.int32),
+                     suffix_of, grid.reshape(len(suffixes), width), length, inside_chars.astype(np.int64),
+                     rest_chars.astype(np.int64), utf8_depth)
 
 
 def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -124,21 +154,8 @@ def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.
     walk(x, data): the DFA state after feeding ``data`` from ``x`` (< 0 once dead).
     first_byte: [V] int16 first byte of each token id.
     """
-    x = table_of()[np.where(split.in_loop, loop, state), split.first]  # [u] int32 state after each first byte
-    step = np.flatnonzero((x >= 0) & (split.length > 1))  # suffixes alive with bytes left
-    for j in range(1, split.grid.shape[1]):
-        if not len(step):
-            break
-        at = x[step]
-        table = table_of()
-        if (table[at, 0] == UNKNOWN).any():
-            ensure(at)
-            table = table_of()
-        x[step] = nxt = table[at, split.grid[step, j]]
-        step = step[(nxt >= 0) & (split.length[step] > j + 1)]
-    width = split.grid.shape[1]
-    for u in np.flatnonzero((x >= 0) & (split.length > width)).tolist():
-        x[u] = walk(int(x[u]), split.suffixes[u][width:])
+    start = np.where(split.in_loop, loop, state)  # [u] state each suffix starts from
+    x = _walk_suffixes(split, np.arange(len(split.suffixes)), start, table_of, ensure, walk)
     rest_end = x[split.rest_suffix]  # [r] end state of each other token, < 0 dead
     keep = rest_end >= 0
     inside = split.inside
@@ -148,6 +165,54 @@ def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.
     ids = np.concatenate([inside, split.rest_ids[keep]])
     nexts = np.concatenate([np.full(len(inside), loop, dtype=np.int32), rest_end[keep]])
     return ids, nexts
+
+
+def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.ndarray], ensure: Callable,
+              walk: Callable[[int, bytes], int]) -> tuple[np.ndarray, np.ndarray]:
+    """Allowed token ids and their end states from ``chain[0]``, where every in-class character
+    (of ``split``'s class) leads ``chain[j]`` to ``chain[j + 1]`` (< 0: dead). ``chain`` has an
+    entry for every count in ``split.inside_chars`` and ``split.rest_chars``; other arguments as
+    for ``loop_row``."""
+    inside_end = chain[split.inside_chars]  # [k] inside token -> state after its characters
+    keep_in = inside_end >= 0
+    start = chain[split.rest_chars]  # [r] state each other token's suffix starts from
+    alive = np.flatnonzero(start >= 0)
+    key = (split.rest_suffix[alive] << 32) | start[alive].astype(np.int64)
+    pairs, inverse = np.unique(key, return_inverse=True)  # distinct (suffix, start) walks
+    x = _walk_suffixes(split, pairs >> 32, (pairs & 0xFFFFFFFF).astype(np.int32), table_of, ensure, walk)
+    rest_end = np.full(len(start), -1, dtype=np.int32)
+    rest_end[alive] = x[inverse.reshape(-1)]
+    keep = rest_end >= 0
+    ids = np.concatenate([split.inside[keep_in], split.rest_ids[keep]])
+    nexts = np.concatenate([inside_end[keep_in].astype(np.int32), rest_end[keep]])
+    return ids, nexts
+
+
+def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of: Callable[[], np.ndarray],
+                   ensure: Callable, walk: Callable[[int, bytes], int]) -> np.ndarray:
+    """[w] int32 end states of the suffixes ``split.suffixes[su[i]]`` fed from ``start[i]`` (< 0 dead):
+    the first ``GRID_WIDTH`` bytes column by column, the rest of a longer suffix with ``walk``."""
+    table = table_of()
+    if len(start) and (table[start, 0] == UNKNOWN).any():
+        ensure(start)
+        table = table_of()
+    x = table[start, split.first[su]]  # [w] int32 state after each first byte
+    length, grid = split.length[su], split.grid
+    step = np.flatnonzero((x >= 0) & (length > 1))  # walks alive with bytes left
+    for j in range(1, grid.shape[1]):
+        if not len(step):
+            break
+        at = x[step]
+        table = table_of()
+        if (table[at, 0] == UNKNOWN).any():
+            ensure(at)
+            table = table_of()
+        x[step] = nxt = table[at, grid[su[step], j]]
+        step = step[(nxt >= 0) & (length[step] > j + 1)]
+    width = grid.shape[1]
+    for i in np.flatnonzero((x >= 0) & (length > width)).tolist():
+        x[i] = walk(int(x[i]), split.suffixes[int(su[i])][width:])
+    return x
 
 
 # UTF-8 encodings of every non-ASCII code point: (lead bytes, then one continuation range per byte)

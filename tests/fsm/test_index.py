@@ -310,6 +310,65 @@ def test_loop_class_rows_equal_trie_walk_on_a_real_vocabulary(smollm2_vocab, smo
         assert got == naive_allowed(fsm, st)
 
 
+CHAIN_CONSTRAINTS = [
+    Regex(r'"([^"\\]|\\.){0,7}"'),  # a bounded string body: a chain of 8 counting states, escapes count 1
+    JsonSchema({"type": "string", "minLength": 2, "maxLength": 9}),
+    Regex(r"[a-z ]{3,20}x[0-9]"),  # an ASCII class counted past the longest token
+    Regex('"[^"\\\\][^"\\\\\x80-\U0010ffff]{0,6}"'),  # any first character, then ASCII only: the
+    # non-ASCII moves of every chain state are checked, not just the first one's
+]
+
+
+def record_chain_rows(monkeypatch) -> list[int]:
+    """Records the start state of every row built by ``loopclass.chain_row``."""
+    seen: list[int] = []
+    real = index_module.chain_row
+
+    def recorded(split, chain, *rest):
+        seen.append(int(chain[0]))
+        return real(split, chain, *rest)
+
+    monkeypatch.setattr(index_module, "chain_row", recorded)
+    return seen
+
+
+@pytest.mark.parametrize("grid_width", [2, 16], ids=["narrow", "wide"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("constraint", CHAIN_CONSTRAINTS, ids=["bounded-string", "schema-maxLength", "ascii-count",
+                                                                     "ascii-after-first"])
+def test_counting_chain_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, grid_width, monkeypatch):
+    monkeypatch.setattr(loopclass, "GRID_WIDTH", grid_width)
+    monkeypatch.setattr(loopclass, "MIN_INSIDE_FRACTION", 0.0)
+    seen = record_chain_rows(monkeypatch)
+    vocab = random_vocab(seed)
+    trie.trie_of(vocab)._splits.clear()
+    fsm = fsm_of(constraint, vocab, eager=True, max_states=5000)
+    assert len(seen) >= 3  # several states of the chain took the chain path
+    for s in list(fsm._rows):
+        got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
+        assert got == naive_allowed(fsm, s), s
+
+
+@pytest.mark.parametrize("vocab_name", ["smollm2", "llama3"])
+def test_counting_chain_rows_equal_trie_walk_on_real_vocabularies(vocab_name, request, monkeypatch):
+    vocab = request.getfixturevalue(f"{vocab_name}_vocab")
+    tokenizer = request.getfixturevalue(f"{vocab_name}_tokenizer")
+    schema = {"type": "object", "properties": {"title": {"type": "string", "maxLength": 40},
+                                               "code": {"type": "string", "minLength": 3, "maxLength": 6}}}
+    text = '{"title": "Zoë \\"日本\\" é — a bounded title", "code": "A-1é"}'
+    seen = record_chain_rows(monkeypatch)
+    fsm = fsm_of(JsonSchema(schema), vocab)
+    s = fsm.initial_state
+    for t in tokenizer.encode(text, add_special_tokens=False):
+        s = fsm.next_state(s, t)
+        assert s >= 0
+    assert fsm.is_accepting(s) and len(seen) >= 4
+    for st in seen:
+        ref = plain_row(fsm, st)
+        assert fsm.allowed_tokens(st).tolist() == ref.ids.tolist() and fsm.row(st).nexts.tolist() == ref.nexts.tolist()
+        assert (fsm.mask(st) == ref.mask).all()
+
+
 def test_valid_char_bytes_agree_with_the_utf8_decoder():
     rng = random.Random(0)
     alphabet = [bytes([b]) for b in (0x41, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF,
