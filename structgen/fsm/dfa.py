@@ -100,9 +100,11 @@ class ByteDFA:
 
     def ensure(self, states) -> None:
         """Expand every state in ``states`` (an iterable or int array) that is not expanded yet."""
-        for s in np.unique(np.asarray(states, dtype=np.int64)):
-            if s >= 0:
-                self.expand(int(s))
+        table = self.table
+        for s in set(np.asarray(states, dtype=np.int64).ravel().tolist()):
+            if s >= 0 and table[s, 0] == UNKNOWN:
+                self.expand(s)
+                table = self.table
 
     def step(self, state: int, byte: int) -> int:
         """Next state after ``byte``, or DEAD."""

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import CompileLimitError
 from .dfa import UNKNOWN, ByteDFA
 from .loopclass import LoopSplit, chain_row, loop_row, loops_on_non_ascii
+from . import trie_jit
 from .trie import trie_of
 from .vocabulary import Vocabulary, vocabulary_of
 
@@ -41,6 +42,7 @@ FORCED_LIMIT = 4096
 _WALK_BATCH = 32
 MIN_LOOP_BYTES = 16  # a state looping on fewer bytes (digits, whitespace) is walked through the trie
 MAX_SKIP = 32  # most first bytes an entry into a loop may route elsewhere (see ``_loop_plan``)
+USE_JIT = True  # walk the trie with the compiled kernel when numba is installed (``trie_jit``)
 
 
 class Row(NamedTuple):
@@ -231,7 +233,7 @@ class TokenFSM:
                         ids, nexts = self._with_subtrees(s, np.flatnonzero(skip), ids, nexts)
                     self._rows[s] = self._make_row(s, ids, nexts)
                 if walked:
-                    res = self._trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, walked)
+                    res = self._walk(walked)
                     for k, s in enumerate(walked):
                         sel = res.root == k
                         ids, nexts = self._trie.expand_ranges(res.lo[sel], res.hi[sel], res.state[sel])
@@ -268,7 +270,7 @@ class TokenFSM:
             member[0x80:] = False  # non-ASCII: checked character by character below
         skip = member & (row != loop)  # [256] bool
         n_skip = int(skip.sum())
-        if n_skip > MAX_SKIP or (lutf8[0] and not loops_on_non_ascii(dfa, state, loop)):
+        if n_skip > MAX_SKIP or (lutf8[0] and not self._utf8_leads(state, loop)):
             return None
         return split, loop, (skip if n_skip else None)
 
@@ -335,7 +337,7 @@ class TokenFSM:
         go = (after >= 0) & (node >= 0)
         if not go.any():
             return ids, nexts
-        res = trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, after[go], start=node[go])
+        res = self._walk(after[go], start=node[go])
         more_ids, more_nexts = trie.expand_ranges(res.lo, res.hi, res.state)
         return np.concatenate([ids, more_ids]), np.concatenate([nexts, more_nexts])
 
@@ -386,16 +388,39 @@ class TokenFSM:
     def _loop_sets(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For expanded ``states``: [m, 4] uint64 sets of the bytes leading back to the same state,
         and [m] bool "every non-ASCII character leads back" (its bytes >= 0x80 are then set too)."""
-        table = self.byte_dfa.table
-        if len(self._loops) < len(table):
-            n = len(table)
-            self._loops = np.concatenate([self._loops, np.zeros((n - len(self._loops), 4), np.uint64)])
-            self._utf8 = np.concatenate([self._utf8, np.zeros(n - len(self._utf8), bool)])
-            self._loops_known = np.concatenate([self._loops_known, np.zeros(n - len(self._loops_known), bool)])
+        self._fit_loop_arrays()
         unknown = states[~self._loops_known[states]]
         if len(unknown):
             self._learn_loops(np.unique(unknown))
         return self._loops[states], self._utf8[states]
+
+    def _fit_loop_arrays(self) -> None:
+        """Grow the loop-set arrays to the transition table's capacity."""
+        n = len(self.byte_dfa.table)
+        if len(self._loops) < n:
+            self._loops = np.concatenate([self._loops, np.zeros((n - len(self._loops), 4), np.uint64)])
+            self._utf8 = np.concatenate([self._utf8, np.zeros(n - len(self._utf8), bool)])
+            self._loops_known = np.concatenate([self._loops_known, np.zeros(n - len(self._loops_known), bool)])
+
+    def _walk(self, roots, start: np.ndarray | None = None):
+        """``TokenTrie.walk`` of ``roots`` (from trie nodes ``start``), compiled when numba is there."""
+        dfa = self.byte_dfa
+        if USE_JIT and trie_jit.AVAILABLE:
+            try:
+                return trie_jit.walk(self._trie, self._learn, roots, start)
+            except trie_jit.JitUnavailable:
+                pass
+        return self._trie.walk(lambda: dfa.table, dfa.ensure, self._loop_sets, roots, start=start)
+
+    def _learn(self, states: np.ndarray, loops: bool):
+        """For the compiled walk: expand ``states`` (and learn their loop sets); the current arrays."""
+        dfa = self.byte_dfa
+        if len(states):
+            dfa.ensure(states)
+            if loops:
+                self._loop_sets(np.asarray(states, dtype=np.int64))
+        self._fit_loop_arrays()  # expanding and learning add states
+        return dfa.table, self._loops, self._loops_known, self._utf8
 
     def _learn_loops(self, new: np.ndarray) -> None:
         rows = self.byte_dfa.table[new]
@@ -404,7 +429,7 @@ class TokenFSM:
         self._loops[new] = np.packbits(eq, axis=1, bitorder="little").view(np.uint64)
         for k in np.flatnonzero(eq[:, 0x20:0x7F].sum(axis=1) >= 64):  # string-like: try whole characters
             s = int(new[k])
-            if not eq[k, 0x80:].any() and loops_on_non_ascii(self.byte_dfa, s):
+            if not eq[k, 0x80:].any() and self._utf8_leads(s, s):
                 self._utf8[s] = True
                 self._loops[s, 2:] = np.uint64(0xFFFFFFFFFFFFFFFF)
         self._loops_known[new] = True

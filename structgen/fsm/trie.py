@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import trie_jit
 from .dfa import UNKNOWN
 from .loopclass import LoopSplit, split_tokens, valid_char_bytes
 from .vocabulary import Vocabulary
@@ -327,4 +328,5 @@ def trie_of(vocab: Vocabulary) -> TokenTrie:
                 if len(_TRIES) >= 8:
                     _TRIES.pop(next(iter(_TRIES)))
                 t = _TRIES[vocab.fingerprint] = TokenTrie(vocab)
+                trie_jit.warm_up()  # the compiled walk's one-time cost, with the trie's
     return t

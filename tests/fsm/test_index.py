@@ -13,11 +13,23 @@ from structgen.constraints import Choice, JsonSchema, Regex
 from structgen.errors import CompileLimitError
 from structgen.fsm import compile as compile_fsm
 from structgen.fsm import index as index_module
-from structgen.fsm import loopclass, trie
+from structgen.fsm import loopclass, trie, trie_jit
 from structgen.fsm.dfa import ByteDFA
 from structgen.fsm.index import TokenFSM, compile_token_fsm
 from structgen.fsm.rx import ALL_BYTES, ExprPool
 from structgen.fsm.vocabulary import Vocabulary
+
+
+WALKS = [
+    pytest.param(0, False, id="level-walk"),  # the array walk, one trie level at a time to the end
+    pytest.param(10_000, False, id="token-walk"),  # the array walk finishing token by token
+    pytest.param(512, True, id="compiled", marks=pytest.mark.skipif(not trie_jit.AVAILABLE, reason="numba missing")),
+]
+
+
+def use_walk(monkeypatch, scalar_tail: int, jit: bool) -> None:
+    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)
+    monkeypatch.setattr(index_module, "USE_JIT", jit)
 
 
 def fsm_of(constraint, vocab, **kw):
@@ -79,19 +91,19 @@ def test_accept_reject_tables(toy_vocab, constraint, good, bad):
         assert not accepts(fsm, ids), ids
 
 
-@pytest.mark.parametrize("scalar_tail", [0, 10_000], ids=["level-walk", "token-walk"])
+@pytest.mark.parametrize("scalar_tail,jit", WALKS)
 @pytest.mark.parametrize("constraint", [c for c, _, _ in TABLES])
-def test_every_reachable_row_equals_the_naive_definition(toy_vocab, constraint, scalar_tail, monkeypatch):
-    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)  # both ways of finishing a walk
+def test_every_reachable_row_equals_the_naive_definition(toy_vocab, constraint, scalar_tail, jit, monkeypatch):
+    use_walk(monkeypatch, scalar_tail, jit)  # every way of walking the trie
     fsm = fsm_of(constraint, toy_vocab, eager=True)
     for s in list(fsm._rows):
         got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
         assert got == naive_allowed(fsm, s)
 
 
-@pytest.mark.parametrize("scalar_tail", [0, 512])
-def test_rows_equal_naive_definition_on_a_real_vocabulary(smollm2_vocab, scalar_tail, monkeypatch):
-    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)
+@pytest.mark.parametrize("scalar_tail,jit", WALKS)
+def test_rows_equal_naive_definition_on_a_real_vocabulary(smollm2_vocab, scalar_tail, jit, monkeypatch):
+    use_walk(monkeypatch, scalar_tail, jit)
     fsm = fsm_of(Regex(r'"([^"\\]|\\.){0,6}" ?[0-9]{1,3}(\.[0-9]+)?'), smollm2_vocab)
     s, seen = fsm.initial_state, []
     for piece in [b'"', "é".encode(), b"\\", b'n"', b" ", b"12"]:
@@ -273,12 +285,15 @@ def plain_row(fsm: TokenFSM, state: int):
     return fsm._make_row(state, *fsm._trie.expand_ranges(res.lo, res.hi, res.state))
 
 
-@pytest.mark.parametrize("scalar_tail,grid_width", [(0, 2), (512, 16)], ids=["level-walk,narrow", "token-walk,wide"])
+@pytest.mark.parametrize("scalar_tail,jit,grid_width", [
+    pytest.param(0, False, 2, id="level-walk,narrow"), pytest.param(512, False, 16, id="token-walk,wide"),
+    pytest.param(512, True, 2, id="compiled,narrow",
+                 marks=pytest.mark.skipif(not trie_jit.AVAILABLE, reason="numba missing"))])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("constraint", LOOP_CONSTRAINTS, ids=["string", "ascii-loop", "object-keys"])
-def test_loop_class_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, scalar_tail, grid_width,
+def test_loop_class_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, scalar_tail, jit, grid_width,
                                                                         monkeypatch):
-    monkeypatch.setattr(trie, "SCALAR_TAIL", scalar_tail)  # the walk of skipped first bytes, both ways
+    use_walk(monkeypatch, scalar_tail, jit)  # the walk of skipped first bytes, every way
     monkeypatch.setattr(loopclass, "GRID_WIDTH", grid_width)  # narrow: suffixes finished byte by byte
     monkeypatch.setattr(loopclass, "MIN_INSIDE_FRACTION", 0.0)  # small vocabularies: split whatever the share
     seen = record_loop_rows(monkeypatch)
@@ -367,6 +382,41 @@ def test_counting_chain_rows_equal_trie_walk_on_real_vocabularies(vocab_name, re
         ref = plain_row(fsm, st)
         assert fsm.allowed_tokens(st).tolist() == ref.ids.tolist() and fsm.row(st).nexts.tolist() == ref.nexts.tolist()
         assert (fsm.mask(st) == ref.mask).all()
+
+
+@pytest.mark.skipif(not trie_jit.AVAILABLE, reason="numba missing")
+@pytest.mark.parametrize("vocab_name", ["smollm2", "llama3"])
+def test_compiled_walk_equals_array_walk_on_real_vocabularies(vocab_name, request, monkeypatch):
+    """Every state met along a JSON document, walked from the root and from first-byte subtrees
+    (several roots in one walk): the same tokens end in the same states both ways."""
+    vocab = request.getfixturevalue(f"{vocab_name}_vocab")
+    schema = {"type": "object", "properties": {
+        "id": {"type": "integer", "minimum": -5}, "tags": {"type": "array", "items": {"enum": ["a b", "ç", "--"]}},
+        "note": {"type": "string", "pattern": "^[a-z]+( [a-z]+)*$"}, "when": {"type": "string", "format": "date"}}}
+    fsm = fsm_of(JsonSchema(schema), vocab)
+    dfa, t = fsm.byte_dfa, fsm._trie
+    states, s = [], fsm.initial_state
+    for b in b'{\n  "id": 12,\n  "tags": ["a b", "\xc3\xa7"], "note": "ab cd", "when": "2024-02-29"}':
+        states.append(s)
+        s = dfa.step(s, b)
+    assert s >= 0 and dfa.is_accepting(s)
+    monkeypatch.setattr(trie, "SCALAR_TAIL", 0)
+
+    def ranges(res):
+        ids, nexts = t.expand_ranges(res.lo, res.hi, res.state)
+        return sorted(zip(res.root[np.repeat(np.arange(len(res.lo)), res.hi - res.lo)].tolist(), ids.tolist(),
+                          nexts.tolist()))
+
+    for group in (states[i : i + 7] for i in range(0, len(states), 7)):
+        ref = t.walk(lambda: dfa.table, dfa.ensure, fsm._loop_sets, group)
+        got = trie_jit.walk(t, fsm._learn, group)
+        assert ranges(got) == ranges(ref) and len(ranges(ref)) > 0
+    first = np.asarray([ord(c) for c in '"a-0 '])
+    roots = np.asarray([dfa.expand(x)[first[0]] for x in states[:1]] * len(first), dtype=np.int32)
+    node = t.root_child[first]
+    live = (roots >= 0) & (node >= 0)
+    ref = t.walk(lambda: dfa.table, dfa.ensure, fsm._loop_sets, roots[live], start=node[live])
+    assert ranges(trie_jit.walk(t, fsm._learn, roots[live], node[live])) == ranges(ref)
 
 
 def test_valid_char_bytes_agree_with_the_utf8_decoder():
