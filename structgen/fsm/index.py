@@ -132,7 +132,9 @@ class TokenFSM:
         if state < 0:
             return -1
         r = self.row(state)
-        i = int(np.searchsorted(r.ids, token_id))
+        if not 0 <= token_id < self.vocab_size:
+            return -1
+        i = int(r.ids.searchsorted(np.int32(token_id)))  # same dtype: no conversion of the whole row
         if i < len(r.ids) and r.ids[i] == token_id:
             return int(r.nexts[i])
         return -1
