@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .dfa import UNKNOWN, ByteDFA
+from .rx_derive import _BYTES, _CONCAT
 
 MIN_INSIDE_FRACTION = 0.5  # below this share of tokens resolved as inside, the trie walk is cheaper
 GRID_WIDTH = 16  # suffix bytes walked with array operations; the rest of a longer suffix, one by one
@@ -232,6 +233,8 @@ def loops_on_non_ascii(dfa: ByteDFA, state: int, target: int | None = None) -> b
     """True when every non-ASCII character (all of its UTF-8 bytes) leads ``state`` to ``target``
     (default: back to ``state`` itself)."""
     target = state if target is None else target
+    if _non_ascii_by_shape(dfa, state, target):
+        return True
     for (lo, hi), tail in _UTF8_FORMS:
         cur = np.unique(dfa.expand(state)[lo : hi + 1])
         for a, b in tail:
@@ -240,5 +243,41 @@ def loops_on_non_ascii(dfa: ByteDFA, state: int, target: int | None = None) -> b
             dfa.ensure(cur)
             cur = np.unique(dfa.table[cur][:, a : b + 1])
         if not (cur == target).all():
+            return False
+    return True
+
+
+def _range_mask(lo: int, hi: int) -> int:
+    return ((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1)
+
+
+_FORM_MASKS = tuple((_range_mask(*lead), tuple(_range_mask(*c) for c in tail)) for lead, tail in _UTF8_FORMS)
+
+
+def _non_ascii_by_shape(dfa: ByteDFA, state: int, target: int) -> bool:
+    """A sufficient condition for ``loops_on_non_ascii`` read off the expressions, without
+    expanding the states inside characters: the derivative of ``state`` by every lead byte of
+    every form is ``[c1] ([c2] ([c3] target))`` with each byte class covering the form's
+    continuation range (how a character class's UTF-8 branches derive). False: unknown."""
+    pool = dfa.pool
+    nodes, goal = pool._nodes, dfa.expr_of(target)
+    row = pool.row(dfa.expr_of(state))
+    for lead, tail in _FORM_MASKS:
+        covered = 0
+        for m, t in row:
+            if not m & lead:
+                continue
+            covered |= m & lead
+            for need in tail:
+                node = nodes[t]
+                if node[0] != _CONCAT:
+                    return False
+                head = nodes[node[1]]
+                if head[0] != _BYTES or head[1] & need != need:
+                    return False
+                t = node[2]
+            if t != goal:
+                return False
+        if covered != lead:
             return False
     return True

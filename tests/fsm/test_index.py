@@ -419,6 +419,31 @@ def test_compiled_walk_equals_array_walk_on_real_vocabularies(vocab_name, reques
     assert ranges(trie_jit.walk(t, fsm._learn, roots[live], node[live])) == ranges(ref)
 
 
+def test_non_ascii_shape_check_is_sound_and_catches_string_bodies(toy_vocab):
+    """The expression-shape shortcut of ``loops_on_non_ascii`` never says yes where the state-
+    by-state check says no, and it does say yes for JSON string bodies (its purpose)."""
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "s": {"type": "string", "maxLength": 3},
+                                               "k": {"type": "string", "pattern": "^[a-zé]+$"},
+                                               "x": {"type": "string", "pattern": "^[^é]*$"}}}  # all but one
+    fsm = fsm_of(JsonSchema(schema), toy_vocab)
+    dfa = fsm.byte_dfa
+    doc = '{"name": "ab\\u0041", "s": "xé", "k": "é", "x": "ab", "other": "o"}'.encode()
+    pairs, s = [], fsm.initial_state
+    for b in doc:
+        row = dfa.expand(s)
+        pairs += [(s, int(t)) for t in set(row[row >= 0].tolist())] + [(s, s)]
+        s = dfa.step(s, b)
+    assert dfa.is_accepting(s)
+    shaped = 0
+    for st, target in pairs:
+        fast = loopclass._non_ascii_by_shape(dfa, st, target)
+        shaped += fast
+        if fast:
+            for ch in ("é", "日", "🎉", "\u0080", "\U0010ffff"):
+                assert dfa.walk(st, ch.encode()) == target, (st, target, ch)
+    assert shaped >= 4  # string bodies, keys and bounded strings took the shortcut
+
+
 def test_valid_char_bytes_agree_with_the_utf8_decoder():
     rng = random.Random(0)
     alphabet = [bytes([b]) for b in (0x41, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF,
