@@ -29,7 +29,7 @@ from ..constraints import as_constraint
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "structgen-fsm-v1"
+FORMAT_VERSION = "structgen-fsm-v2"  # v2: compact loop rows
 
 
 @functools.cache

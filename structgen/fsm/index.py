@@ -45,12 +45,63 @@ MAX_SKIP = 32  # most first bytes an entry into a loop may route elsewhere (see 
 USE_JIT = True  # walk the trie with the compiled kernel when numba is installed (``trie_jit``)
 
 
-class Row(NamedTuple):
-    """One computed state: allowed token ids (sorted, EOS included when accepting), their next states, the mask."""
+class Row:
+    """One computed state: allowed token ids (sorted, EOS included when accepting), their next
+    states, and the packed mask (all read-only).
 
-    ids: np.ndarray  # [k] int32
-    nexts: np.ndarray  # [k] int32
-    mask: np.ndarray  # [ceil(V/32)] int32, read-only
+    A row built from a loop-class split is kept compact: the mask, one ``default`` next state
+    (the loop, where every token spelled in the class ends) and the sorted exceptions (every
+    other allowed token with its own next state). ``ids``/``nexts`` are then spelled out on
+    first use; ``next_of`` never needs them.
+    """
+
+    __slots__ = ("mask", "_ids", "_nexts", "default", "exc_ids", "exc_nexts")
+
+    def __init__(self, ids: np.ndarray | None, nexts: np.ndarray | None, mask: np.ndarray, default: int = -1,
+                 exc_ids: np.ndarray | None = None, exc_nexts: np.ndarray | None = None):
+        self._ids, self._nexts, self.mask = ids, nexts, mask  # [k] int32, [k] int32, [ceil(V/32)] int32
+        self.default, self.exc_ids, self.exc_nexts = default, exc_ids, exc_nexts  # compact form: [e] int32 each
+
+    @property
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._spell_out()
+        return self._ids
+
+    @property
+    def nexts(self) -> np.ndarray:
+        if self._nexts is None:
+            self._spell_out()
+        return self._nexts
+
+    def _spell_out(self) -> None:
+        bits = np.unpackbits(self.mask.view(np.uint8), bitorder="little")
+        ids = np.flatnonzero(bits).astype(np.int32)
+        nexts = np.full(len(ids), self.default, dtype=np.int32)
+        nexts[np.searchsorted(ids, self.exc_ids)] = self.exc_nexts
+        self._nexts = _readonly(nexts)  # (nexts first: ``ids`` set means both are)
+        self._ids = _readonly(ids)
+
+    def next_of(self, token_id: int) -> int:
+        """Next state after ``token_id`` (an id within the vocabulary), -1 when not allowed."""
+        if self._ids is not None:
+            ids = self._ids
+            i = int(ids.searchsorted(np.int32(token_id)))  # same dtype: no conversion of the whole row
+            return int(self._nexts[i]) if i < len(ids) and ids[i] == token_id else -1
+        if not (int(self.mask[token_id >> 5]) >> (token_id & 31)) & 1:
+            return -1
+        exc = self.exc_ids
+        i = int(exc.searchsorted(np.int32(token_id)))
+        return int(self.exc_nexts[i]) if i < len(exc) and exc[i] == token_id else self.default
+
+    def successors(self) -> np.ndarray:
+        """Distinct next states (sorted int32)."""
+        if self._ids is not None:
+            return np.unique(self._nexts)
+        return np.unique(np.append(self.exc_nexts, np.int32(self.default)) if self.default >= 0 else self.exc_nexts)
+
+    def __reduce__(self):
+        return Row, (self._ids, self._nexts, self.mask, self.default, self.exc_ids, self.exc_nexts)
 
 
 class FSMTables(NamedTuple):
@@ -134,10 +185,7 @@ class TokenFSM:
         r = self.row(state)
         if not 0 <= token_id < self.vocab_size:
             return -1
-        i = int(r.ids.searchsorted(np.int32(token_id)))  # same dtype: no conversion of the whole row
-        if i < len(r.ids) and r.ids[i] == token_id:
-            return int(r.nexts[i])
-        return -1
+        return r.next_of(int(token_id))
 
     def mask(self, state: int) -> np.ndarray:
         """Packed allowed-token bitmask of ``state``: [ceil(V/32)] int32, bit ``t & 31`` of word ``t >> 5``."""
@@ -163,7 +211,7 @@ class TokenFSM:
 
     def successors(self, state: int) -> np.ndarray:
         """Distinct states one token away from ``state`` (sorted int32; ``state`` itself when EOS is allowed)."""
-        return np.unique(self.row(state).nexts)
+        return self.row(state).successors()
 
     def prefetch(self, states) -> None:
         """Compute the rows of ``states`` now, in one walk (e.g. a state's successors, on a worker
@@ -181,7 +229,7 @@ class TokenFSM:
                 self._compute(todo[i : i + _WALK_BATCH])
             nxt = set()
             for s in frontier:
-                nxt.update(np.unique(self._rows[s].nexts).tolist())
+                nxt.update(self._rows[s].successors().tolist())
             frontier = [s for s in nxt if s not in seen]
             seen.update(frontier)
             if len(seen) > self.max_states:
@@ -230,10 +278,10 @@ class TokenFSM:
                         continue
                     split, loop, skip = plan
                     ids, nexts = loop_row(split, s, loop, lambda: dfa.table, dfa.ensure, self._walk_bytes,
-                                          self._trie.first_byte, skip)
+                                          self._trie.first_byte, skip)  # the tokens outside the class
                     if skip is not None:
                         ids, nexts = self._with_subtrees(s, np.flatnonzero(skip), ids, nexts)
-                    self._rows[s] = self._make_row(s, ids, nexts)
+                    self._rows[s] = self._make_loop_row(s, split, loop, skip, ids, nexts)
                 if walked:
                     res = self._walk(walked)
                     for k, s in enumerate(walked):
@@ -387,6 +435,24 @@ class TokenFSM:
             a.flags.writeable = False
         return Row(ids, nexts, mask)
 
+    def _make_loop_row(self, state: int, split: LoopSplit, loop: int, skip: np.ndarray | None, ids: np.ndarray,
+                       nexts: np.ndarray) -> Row:
+        """Compact row: the split's inside tokens (less those starting with a ``skip`` byte) end
+        in ``loop``; ``ids``/``nexts`` are the other allowed tokens (EOS added when accepting)."""
+        trie = self._trie
+        mask = trie.inside_mask(split).copy()  # [words] int32
+        if skip is not None:
+            mask &= ~trie.first_byte_mask(np.flatnonzero(skip))
+        default = int(loop) if mask.any() else -1  # -1: every allowed token is an exception
+        if self.byte_dfa.is_accepting(state) and len(self._eos):
+            ids = np.concatenate([ids, self._eos])
+            nexts = np.concatenate([nexts, np.full(len(self._eos), state, dtype=np.int32)])
+        order = np.argsort(ids, kind="stable")
+        ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
+        bits = mask.view(np.uint32)
+        np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+        return Row(None, None, _readonly(mask), default, _readonly(ids), _readonly(nexts))
+
     def _loop_sets(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For expanded ``states``: [m, 4] uint64 sets of the bytes leading back to the same state,
         and [m] bool "every non-ASCII character leads back" (its bytes >= 0x80 are then set too)."""
@@ -448,7 +514,11 @@ class TokenFSM:
         dfa._lock = threading.RLock()
         self.byte_dfa, self.vocab, self.max_states = dfa, st["vocab"], st["max_states"]
         self._init_runtime()
-        self._rows = {s: Row(*(_readonly(a) for a in r)) for s, r in st["rows"].items()}
+        self._rows = st["rows"]
+        for r in self._rows.values():
+            for a in (r._ids, r._nexts, r.mask, r.exc_ids, r.exc_nexts):
+                if a is not None:
+                    a.flags.writeable = False
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

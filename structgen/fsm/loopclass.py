@@ -145,10 +145,12 @@ def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.ndarray], ensure: Callable,
              walk: Callable[[int, bytes], int], first_byte: np.ndarray,
              skip: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Allowed token ids and their end states from ``state``, where ``loop`` loops on the class of
-    ``split`` and every in-class character, except the first bytes in ``skip``, leads ``state``
-    to ``loop`` (``state == loop`` for a looping state). The tokens starting with a byte of
-    ``skip`` ([256] bool, None for none) are left out: the caller walks them.
+    """The allowed tokens *outside* the class of ``split`` and their end states from ``state``,
+    where ``loop`` loops on that class and every in-class character, except the first bytes in
+    ``skip``, leads ``state`` to ``loop`` (``state == loop`` for a looping state); every inside
+    token (``split.inside``) not starting with a ``skip`` byte is allowed and ends in ``loop``.
+    The tokens starting with a byte of ``skip`` ([256] bool, None for none) are left out: the
+    caller walks them.
 
     table_of(), ensure(states): the DFA's transition table and row expansion, as for
         ``TokenTrie.walk`` (``state`` and ``loop`` are expanded already).
@@ -159,13 +161,9 @@ def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.
     x = _walk_suffixes(split, np.arange(len(split.suffixes)), start, table_of, ensure, walk)
     rest_end = x[split.rest_suffix]  # [r] end state of each other token, < 0 dead
     keep = rest_end >= 0
-    inside = split.inside
     if skip is not None:
-        inside = inside[~skip[first_byte[inside]]]
         keep &= ~skip[first_byte[split.rest_ids]]
-    ids = np.concatenate([inside, split.rest_ids[keep]])
-    nexts = np.concatenate([np.full(len(inside), loop, dtype=np.int32), rest_end[keep]])
-    return ids, nexts
+    return split.rest_ids[keep], rest_end[keep]
 
 
 def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.ndarray], ensure: Callable,

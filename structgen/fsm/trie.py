@@ -75,6 +75,9 @@ class TokenTrie:
         self.first_byte = np.full(vocab.size, -1, dtype=np.int16)  # [V] first byte of each token id, -1 none
         self.first_byte[self.order] = self.flat[self.starts]
         self._splits: dict[tuple[bytes, bool], LoopSplit | None] = {}
+        self._words = (vocab.size + 31) // 32
+        self._inside_masks: dict[int, tuple[LoopSplit, np.ndarray]] = {}  # id(split) -> (split, packed mask)
+        self._first_masks: dict[int, np.ndarray] = {}  # first byte -> packed mask of the tokens starting with it
         self._char_ok: np.ndarray | None = None
         self._split_lock = threading.Lock()
 
@@ -181,6 +184,33 @@ class TokenTrie:
                 self._splits[key] = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes,
                                                  self._valid_chars, member, key[1])
             return self._splits[key]
+
+    def inside_mask(self, split: LoopSplit) -> np.ndarray:
+        """Packed mask ([ceil(V/32)] int32, read-only) of ``split.inside``, built once per split."""
+        found = self._inside_masks.get(id(split))
+        if found is None or found[0] is not split:
+            with self._split_lock:
+                if len(self._inside_masks) >= MAX_SPLITS:
+                    self._inside_masks.pop(next(iter(self._inside_masks)))
+                found = self._inside_masks[id(split)] = (split, self._pack(split.inside))
+        return found[1]
+
+    def first_byte_mask(self, first: np.ndarray) -> np.ndarray:
+        """Packed mask ([ceil(V/32)] int32) of the tokens whose first byte is in ``first``."""
+        out = np.zeros(self._words, dtype=np.int32)
+        for b in first.tolist():
+            m = self._first_masks.get(b)
+            if m is None:
+                m = self._first_masks[b] = self._pack(np.flatnonzero(self.first_byte == b))
+            out |= m
+        return out
+
+    def _pack(self, ids: np.ndarray) -> np.ndarray:
+        bits = np.zeros(self._words * 32, dtype=bool)
+        bits[ids] = True
+        mask = np.packbits(bits, bitorder="little").view(np.int32)
+        mask.flags.writeable = False
+        return mask
 
     def _valid_chars(self) -> np.ndarray:
         if self._char_ok is None:

@@ -301,9 +301,18 @@ def test_loop_class_rows_equal_naive_definition_on_random_vocabularies(constrain
     trie.trie_of(vocab)._splits.clear()  # splits are kept per vocabulary: rebuild them under this width
     fsm = fsm_of(constraint, vocab, eager=True, max_states=5000)
     assert seen  # the loop-class path computed some of these rows
+    compact = [s for s in fsm._rows if fsm._rows[s]._ids is None]
+    assert compact
+    clone = pickle.loads(pickle.dumps(fsm))
     for s in list(fsm._rows):
+        naive = naive_allowed(fsm, s)
+        # the compact form answers next_state without spelling its row out; then spelled out
+        steps = {t: fsm.next_state(s, t) for t in range(vocab.size)}
+        assert {t: n for t, n in steps.items() if n >= 0} == naive, s
+        assert set(fsm.successors(s).tolist()) == set(naive.values()), s
         got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
-        assert got == naive_allowed(fsm, s), s
+        assert got == naive, s
+        assert dict(zip(clone.allowed_tokens(s).tolist(), clone.row(s).nexts.tolist())) == naive, s
 
 
 def test_loop_class_rows_equal_trie_walk_on_a_real_vocabulary(smollm2_vocab, smollm2_tokenizer, monkeypatch):
