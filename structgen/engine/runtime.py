@@ -6,10 +6,19 @@ thread join the running batch between steps (continuous batching). ``submit`` va
 request, tokenises its prompt and compiles its constraint in the caller's thread — so bad
 options, prompts and constraints raise there, before any model work — and returns a
 ``RequestHandle``.
+
+On the CPU, ``generate`` and ``score`` called from the main thread run the engine's steps in that
+thread while they wait (``_drive``; the background thread stays parked meanwhile). PyTorch's
+OpenMP pool of the main thread already exists (the model is loaded there); a second thread running
+parallel regions makes a second pool, and with more pool threads than cores libgomp stops spinning
+between parallel regions, so every region pays a thread wake-up: on a 2-core machine a decode step
+ran ~1.8x slower in the background thread, and other torch work of the process slowed down as long
+as that thread lived. One thread steps at a time (``_step_lock``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field, fields
@@ -90,6 +99,9 @@ class Runtime:
         self._cv = threading.Condition()
         self._inbox: list[tuple[RequestHandle, list[int], Any, Any, int | None]] = []
         self._closing = False
+        self._step_lock = threading.Lock()  # held by whichever thread runs an engine step
+        self._drivers = 0  # callers stepping the engine themselves (see _drive); the loop parks meanwhile
+        self._caller_steps = getattr(getattr(runner, "device", None), "type", "cpu") == "cpu"
         self._thread = threading.Thread(target=self._loop, name="structgen-engine", daemon=True)
         self._thread.start()
 
@@ -140,7 +152,9 @@ class Runtime:
         batch = prompts if is_prompt_list(prompts) else [prompts]
         GenerateRequest(None, **sampling).sampling()  # RequestError before any request is queued
         fsm = self.compile(constraint)
-        handles = [self.submit(GenerateRequest(p, constraint=fsm, **sampling)) for p in batch]
+        with self._driving() as drive:
+            handles = [self.submit(GenerateRequest(p, constraint=fsm, **sampling)) for p in batch]
+            drive(handles)
         return [h.result() for h in handles]
 
     def score(self, prefix: Any, continuations: list[str], raw: bool = True) -> list[float]:
@@ -152,10 +166,13 @@ class Runtime:
         """
         prefix_ids = encode_prompt(self.tokenizer, prefix, raw=raw)
         handles = []
-        for cont in continuations:
-            cont_ids = list(self.tokenizer.encode(cont, add_special_tokens=False))
-            req = GenerateRequest(prefix_ids + cont_ids, max_tokens=0, score_from=len(prefix_ids) if cont_ids else None)
-            handles.append(self.submit(req))
+        with self._driving() as drive:
+            for cont in continuations:
+                cont_ids = list(self.tokenizer.encode(cont, add_special_tokens=False))
+                req = GenerateRequest(prefix_ids + cont_ids, max_tokens=0,
+                                      score_from=len(prefix_ids) if cont_ids else None)
+                handles.append(self.submit(req))
+            drive(handles)
         return [sum(h.result().prompt_logprobs or []) for h in handles]
 
     def stats(self) -> dict[str, int]:
@@ -185,22 +202,68 @@ class Runtime:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not (self._inbox or self.engine.has_unfinished() or self._closing):
+                while not (self._closing or (not self._drivers and (self._inbox or self.engine.has_unfinished()))):
                     self._cv.wait()
-                pending, self._inbox = self._inbox, []
-                closing = self._closing
-            self._admit(pending)
-            if closing:
-                self._abort_all("this Runtime was shut down")
-                return
-            try:
-                updated = self.engine.step()
-            except Exception as e:  # noqa: BLE001 - any failure must reach the waiting callers
-                log.exception("engine step failed")
-                self._fail_all(e)
-                continue
-            for seq in updated:
-                seq.user_data._update(seq)
+            with self._step_lock:
+                if not self._step_once():
+                    return
+
+    def _step_once(self) -> bool:
+        """Admit pending requests and run one engine step (the caller holds ``_step_lock``).
+
+        Returns False, after aborting every request, once the runtime is shutting down.
+        """
+        with self._cv:
+            pending, self._inbox = self._inbox, []
+            closing = self._closing
+        self._admit(pending)
+        if closing:
+            self._abort_all("this Runtime was shut down")
+            return False
+        try:
+            updated = self.engine.step()
+        except Exception as e:  # noqa: BLE001 - any failure must reach the waiting callers
+            log.exception("engine step failed")
+            self._fail_all(e)
+            return True
+        for seq in updated:
+            seq.user_data._update(seq)
+        return True
+
+    @contextlib.contextmanager
+    def _driving(self):
+        """Yields ``drive(handles)``: step the engine in this thread until the handles are done.
+
+        Only on the CPU and from the main thread (see the module docstring); elsewhere ``drive``
+        returns at once and the background thread does the work. Entering before submitting keeps
+        the background thread from taking the new requests first.
+        """
+        if not (self._caller_steps and threading.current_thread() is threading.main_thread()):
+            yield lambda handles: None
+            return
+        with self._cv:
+            self._drivers += 1
+        try:
+            yield self._drive
+        finally:
+            with self._cv:
+                self._drivers -= 1
+                self._cv.notify()
+
+    def _drive(self, handles: list[RequestHandle]) -> None:
+        while not all(h.done() for h in handles):
+            with self._step_lock:
+                with self._cv:
+                    idle = not self._inbox and not self.engine.has_unfinished()
+                    if self._closing or idle:  # the background thread aborts what is left on closing
+                        return
+                if all(h.done() for h in handles):
+                    return
+                try:
+                    self._step_once()
+                except BaseException as e:  # e.g. KeyboardInterrupt mid-step: the engine state is unknown
+                    self._fail_all(e)
+                    raise
 
     def _admit(self, pending) -> None:
         for handle, ids, params, fsm, score_from in pending:

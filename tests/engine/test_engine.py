@@ -5,6 +5,7 @@ the tiny fake model and real TokenFSMs over the toy byte vocabulary."""
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 import torch
@@ -202,6 +203,58 @@ def test_runtime_rejects_bad_requests_before_model_work(rt):
     with pytest.raises(RequestError):
         rt.submit(GenerateRequest({"bad": "prompt"}))
     assert rt.runner.forward_calls == calls
+
+
+def _record_step_threads(rt) -> list[str]:
+    """Names of the threads that run each engine step from now on."""
+    names, step = [], rt.engine.step
+
+    def recorded():
+        names.append(threading.current_thread().name)
+        return step()
+
+    rt.engine.step = recorded
+    return names
+
+
+def test_cpu_generate_from_the_main_thread_runs_the_steps_there(rt):
+    assert threading.current_thread() is threading.main_thread()
+    names = _record_step_threads(rt)
+    results = rt.generate(["one", "two"], max_tokens=5)
+    assert names and set(names) == {threading.main_thread().name}
+    assert [r.token_ids for r in results] == [greedy_reference(rt.runner, rt.tokenizer.encode(p), 5) for p in ("one", "two")]
+    assert rt.score("the answer is ", ["yes"])[0] < 0
+    assert set(names) == {threading.main_thread().name}
+
+
+def test_generate_from_another_thread_leaves_the_steps_to_the_engine_thread(rt):
+    names = _record_step_threads(rt)
+    out = []
+    t = threading.Thread(target=lambda: out.extend(rt.generate("other", max_tokens=5)), name="caller")
+    t.start()
+    t.join(30)
+    assert out[0].token_ids == greedy_reference(rt.runner, rt.tokenizer.encode("other"), 5)
+    assert names and set(names) == {"structgen-engine"}
+
+
+def test_background_requests_go_on_around_a_main_thread_generate(rt):
+    names = _record_step_threads(rt)
+    h = rt.submit(GenerateRequest("long", max_tokens=300))  # the engine thread starts on it
+    res = rt.generate("short", max_tokens=4)[0]  # the main thread takes over the steps meanwhile
+    long = h.result(timeout=60)
+    assert res.token_ids == greedy_reference(rt.runner, rt.tokenizer.encode("short"), 4)
+    assert long.completion_tokens == 300
+    assert long.token_ids == greedy_reference(rt.runner, rt.tokenizer.encode("long"), 300)
+    assert threading.main_thread().name in names
+
+
+def test_shutdown_aborts_what_a_main_thread_generate_left():
+    rt = Runtime(runner=FakeRunner(), kv_cache_tokens=1024)
+    h = rt.submit(GenerateRequest("long", max_tokens=800))
+    rt.generate("short", max_tokens=2)
+    rt.shutdown()
+    assert h.result(timeout=30).finish_reason in ("abort", "length")
+    assert not rt._thread.is_alive()
 
 
 def test_a_failed_step_fails_its_requests_and_the_runtime_goes_on():
