@@ -78,6 +78,29 @@ def _finish(acc, m, rows, N, b_ptr, out_ptr, stride_om, part_ptr, HAS_BIAS: tl.c
 
 
 @triton.jit
+def _finish_rows(acc0, acc1, acc2, acc3, rows, N, b_ptr, out_ptr, stride_om, part_ptr, M: tl.constexpr,
+                 HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+    """:func:`_finish` for each of the M rows."""
+    _finish(acc0, 0, rows, N, b_ptr, out_ptr, stride_om, part_ptr, HAS_BIAS, SPLIT_K)
+    if M > 1:
+        _finish(acc1, 1, rows, N, b_ptr, out_ptr, stride_om, part_ptr, HAS_BIAS, SPLIT_K)
+    if M > 2:
+        _finish(acc2, 2, rows, N, b_ptr, out_ptr, stride_om, part_ptr, HAS_BIAS, SPLIT_K)
+    if M > 3:
+        _finish(acc3, 3, rows, N, b_ptr, out_ptr, stride_om, part_ptr, HAS_BIAS, SPLIT_K)
+
+
+@triton.jit
+def _w_step(w_tile, k0, cols, K, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, UNROLL: tl.constexpr):
+    """The ``UNROLL`` weight tiles of the loop step at column ``k0`` (the second is the first when ``UNROLL == 1``)."""
+    w = _w_tile(w_tile, k0, k0 + cols, K, EVEN_K)  # [BLOCK_N, BLOCK_K]
+    w_next = w
+    if UNROLL == 2:
+        w_next = _w_tile(w_tile, k0 + BLOCK_K, k0 + BLOCK_K + cols, K, EVEN_K)
+    return w, w_next
+
+
+@triton.jit
 def gemv(x_ptr, w_ptr, b_ptr, out_ptr, part_ptr, N, K, K_SPLIT, up_offset, stride_xm, stride_wn, stride_om,
          M: tl.constexpr, HAS_BIAS: tl.constexpr, GATED: tl.constexpr, EVEN_K: tl.constexpr,
          SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UNROLL: tl.constexpr):
@@ -94,22 +117,14 @@ def gemv(x_ptr, w_ptr, b_ptr, out_ptr, part_ptr, N, K, K_SPLIT, up_offset, strid
     acc2 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     acc3 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     for k0 in range(k_start, k_end, UNROLL * BLOCK_K):
-        w = _w_tile(w_tile, k0, k0 + cols, K, EVEN_K)  # [BLOCK_N, BLOCK_K]
-        if UNROLL == 2:
-            w_next = _w_tile(w_tile, k0 + BLOCK_K, k0 + BLOCK_K + cols, K, EVEN_K)
+        w, w_next = _w_step(w_tile, k0, cols, K, EVEN_K, BLOCK_K, UNROLL)  # [BLOCK_N, BLOCK_K] x2
         acc0, acc1, acc2, acc3 = _accumulate(acc0, acc1, acc2, acc3, w, x_ptr, stride_xm, k0 + cols, K, up_offset,
                                              M, GATED, EVEN_K)
         if UNROLL == 2:
             acc0, acc1, acc2, acc3 = _accumulate(acc0, acc1, acc2, acc3, w_next, x_ptr, stride_xm,
                                                  k0 + BLOCK_K + cols, K, up_offset, M, GATED, EVEN_K)
-    part = part_ptr + pid_k * M * N
-    _finish(acc0, 0, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
-    if M > 1:
-        _finish(acc1, 1, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
-    if M > 2:
-        _finish(acc2, 2, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
-    if M > 3:
-        _finish(acc3, 3, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
+    _finish_rows(acc0, acc1, acc2, acc3, rows, N, b_ptr, out_ptr, stride_om, part_ptr + pid_k * M * N, M,
+                 HAS_BIAS, SPLIT_K)
 
 
 @triton.jit
@@ -175,16 +190,6 @@ def _accumulate_normed(acc0, acc1, acc2, acc3, w, x_ptr, d_ptr, ln_ptr, stride_x
 
 
 @triton.jit
-def _w_step(w_tile, k0, cols, K, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, UNROLL: tl.constexpr):
-    """The ``UNROLL`` weight tiles of the loop step at column ``k0`` (the second is the first when ``UNROLL == 1``)."""
-    w = _w_tile(w_tile, k0, k0 + cols, K, EVEN_K)  # [BLOCK_N, BLOCK_K]
-    w_next = w
-    if UNROLL == 2:
-        w_next = _w_tile(w_tile, k0 + BLOCK_K, k0 + BLOCK_K + cols, K, EVEN_K)
-    return w, w_next
-
-
-@triton.jit
 def _normed_step(acc0, acc1, acc2, acc3, w, w_next, x_ptr, d_ptr, ln_ptr, stride_xm, stride_dm, k0, cols, K,
                  rstd0, rstd1, rstd2, rstd3, M: tl.constexpr, HAS_DELTA: tl.constexpr, BLOCK_K: tl.constexpr,
                  UNROLL: tl.constexpr):
@@ -246,11 +251,5 @@ def gemv_norm(x_ptr, d_ptr, ln_ptr, res_ptr, w_ptr, b_ptr, out_ptr, part_ptr, N,
         acc0, acc1, acc2, acc3 = _normed_step(acc0, acc1, acc2, acc3, w, w_next, x_ptr, d_ptr, ln_ptr, stride_xm,
                                               stride_dm, k0, cols, K, rstd0, rstd1, rstd2, rstd3, M,
                                               HAS_DELTA, BLOCK_K, UNROLL)
-    part = part_ptr + pid_k * M * N
-    _finish(acc0, 0, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
-    if M > 1:
-        _finish(acc1, 1, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
-    if M > 2:
-        _finish(acc2, 2, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
-    if M > 3:
-        _finish(acc3, 3, rows, N, b_ptr, out_ptr, stride_om, part, HAS_BIAS, SPLIT_K)
+    _finish_rows(acc0, acc1, acc2, acc3, rows, N, b_ptr, out_ptr, stride_om, part_ptr + pid_k * M * N, M,
+                 HAS_BIAS, SPLIT_K)
