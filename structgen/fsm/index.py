@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import CompileLimitError
+from . import trie_jit
 from .dfa import UNKNOWN, ByteDFA
 from .loopclass import LoopSplit, chain_row, loop_row, loops_on_non_ascii
-from . import trie_jit
 from .trie import trie_of
 from .vocabulary import Vocabulary, vocabulary_of
 
@@ -306,10 +306,9 @@ class TokenFSM:
         split = self._split_of(bits[0], bool(utf8[0]))
         if split is not None:
             return split, state, None
-        targets, counts = np.unique(nexts, return_counts=True)
-        if counts.max() < MIN_LOOP_BYTES:
+        loop = _wide_successor(nexts)
+        if loop is None:
             return None
-        loop = int(targets[np.argmax(counts)])
         dfa.expand(loop)
         lbits, lutf8 = self._loop_sets(np.asarray([loop]))
         split = self._split_of(lbits[0], bool(lutf8[0]))
@@ -332,13 +331,9 @@ class TokenFSM:
         None when some chain state splits the class, or the class is narrow."""
         dfa = self.byte_dfa
         row = dfa.table[state]
-        nexts = row[row >= 0]
-        if len(nexts) < MIN_LOOP_BYTES:
+        first = _wide_successor(row[row >= 0])
+        if first is None:
             return None
-        targets, counts = np.unique(nexts, return_counts=True)
-        if counts.max() < MIN_LOOP_BYTES:
-            return None
-        first = int(targets[np.argmax(counts)])
         member = row == first  # [256] bool
         utf8 = not member[0x80:].any() and self._utf8_leads(state, first)
         if utf8:
@@ -414,10 +409,15 @@ class TokenFSM:
             pos += 1
         return state
 
-    def _make_row(self, state: int, ids: np.ndarray, nexts: np.ndarray) -> Row:
+    def _with_eos(self, state: int, ids: np.ndarray, nexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ids``/``nexts`` plus the EOS tokens (staying in ``state``) when ``state`` accepts."""
         if self.byte_dfa.is_accepting(state) and len(self._eos):
             ids = np.concatenate([ids, self._eos])
             nexts = np.concatenate([nexts, np.full(len(self._eos), state, dtype=np.int32)])
+        return ids, nexts
+
+    def _make_row(self, state: int, ids: np.ndarray, nexts: np.ndarray) -> Row:
+        ids, nexts = self._with_eos(state, ids, nexts)
         words = (self.vocab_size + 31) // 32
         if len(ids) > 4096:  # a dense scatter sorts a large row faster than argsort
             dense = np.full(words * 32, -1, dtype=np.int32)  # [V'] next state by token, -1 not allowed
@@ -440,13 +440,11 @@ class TokenFSM:
         """Compact row: the split's inside tokens (less those starting with a ``skip`` byte) end
         in ``loop``; ``ids``/``nexts`` are the other allowed tokens (EOS added when accepting)."""
         trie = self._trie
-        mask = trie.inside_mask(split).copy()  # [words] int32
+        mask = split.inside_mask.copy()  # [words] int32
         if skip is not None:
             mask &= ~trie.first_byte_mask(np.flatnonzero(skip))
         default = int(loop) if mask.any() else -1  # -1: every allowed token is an exception
-        if self.byte_dfa.is_accepting(state) and len(self._eos):
-            ids = np.concatenate([ids, self._eos])
-            nexts = np.concatenate([nexts, np.full(len(self._eos), state, dtype=np.int32)])
+        ids, nexts = self._with_eos(state, ids, nexts)
         order = np.argsort(ids, kind="stable")
         ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
         bits = mask.view(np.uint32)
@@ -519,6 +517,14 @@ class TokenFSM:
             for a in (r._ids, r._nexts, r.mask, r.exc_ids, r.exc_nexts):
                 if a is not None:
                     a.flags.writeable = False
+
+
+def _wide_successor(nexts: np.ndarray) -> int | None:
+    """The successor that at least ``MIN_LOOP_BYTES`` of a row's live bytes (``nexts``) lead to, if any."""
+    if len(nexts) < MIN_LOOP_BYTES:
+        return None
+    targets, counts = np.unique(nexts, return_counts=True)
+    return int(targets[np.argmax(counts)]) if counts.max() >= MIN_LOOP_BYTES else None
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -52,6 +52,7 @@ class LoopSplit(NamedTuple):
         in-class prefix (bytes, for a class without ``utf8``), for counting chains.
     utf8_depth: 1 + the last character position where an inside token or a prefix holds a
         non-ASCII character (0 when none does): a chain checks non-ASCII moves only that deep.
+    inside_mask: ``inside`` as a packed mask over the model's vocabulary size.
     """
 
     inside: np.ndarray  # [k] int32
@@ -65,6 +66,7 @@ class LoopSplit(NamedTuple):
     inside_chars: np.ndarray  # [k] int64, aligned with ``inside``
     rest_chars: np.ndarray  # [r] int64, aligned with ``rest_ids``
     utf8_depth: int
+    inside_mask: np.ndarray | None = None  # [ceil(V/32)] int32 packed mask of ``inside`` (set by the trie)
 
 
 def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: list[bytes],

@@ -76,7 +76,6 @@ class TokenTrie:
         self.first_byte[self.order] = self.flat[self.starts]
         self._splits: dict[tuple[bytes, bool], LoopSplit | None] = {}
         self._words = (vocab.size + 31) // 32
-        self._inside_masks: dict[int, tuple[LoopSplit, np.ndarray]] = {}  # id(split) -> (split, packed mask)
         self._first_masks: dict[int, np.ndarray] = {}  # first byte -> packed mask of the tokens starting with it
         self._char_ok: np.ndarray | None = None
         self._split_lock = threading.Lock()
@@ -181,19 +180,10 @@ class TokenTrie:
                 if len(self._splits) >= MAX_SPLITS:
                     self._splits.pop(next(iter(self._splits)))
                 member = np.unpackbits(np.frombuffer(key[0], dtype=np.uint8), bitorder="little").astype(bool)  # [256]
-                self._splits[key] = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes,
-                                                 self._valid_chars, member, key[1])
+                split = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes, self._valid_chars,
+                                     member, key[1])
+                self._splits[key] = None if split is None else split._replace(inside_mask=self._pack(split.inside))
             return self._splits[key]
-
-    def inside_mask(self, split: LoopSplit) -> np.ndarray:
-        """Packed mask ([ceil(V/32)] int32, read-only) of ``split.inside``, built once per split."""
-        found = self._inside_masks.get(id(split))
-        if found is None or found[0] is not split:
-            with self._split_lock:
-                if len(self._inside_masks) >= MAX_SPLITS:
-                    self._inside_masks.pop(next(iter(self._inside_masks)))
-                found = self._inside_masks[id(split)] = (split, self._pack(split.inside))
-        return found[1]
 
     def first_byte_mask(self, first: np.ndarray) -> np.ndarray:
         """Packed mask ([ceil(V/32)] int32) of the tokens whose first byte is in ``first``."""
