@@ -13,7 +13,11 @@ OpenMP pool of the main thread already exists (the model is loaded there); a sec
 parallel regions makes a second pool, and with more pool threads than cores libgomp stops spinning
 between parallel regions, so every region pays a thread wake-up: on a 2-core machine a decode step
 ran ~1.8x slower in the background thread, and other torch work of the process slowed down as long
-as that thread lived. One thread steps at a time (``_step_lock``).
+as that thread lived. One thread steps at a time (``_step_lock``). For the same reason a thread
+that stops stepping on the CPU frees its OpenMP pool (``omp_pool.release_thread_pool``): the
+thread that built the Runtime (it loaded the model), the background thread when it parks, and a
+main thread that drove steps once the background thread has stepped too (a server, requests from
+other threads): only the thread decoding holds a pool.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from ..errors import RequestError
 from .engine import Engine
 from .handle import RequestHandle
+from .omp_pool import release_thread_pool
 from .prompts import encode_prompt, is_prompt_list
 from .request import GenerateRequest, GenerationResult
 
@@ -101,7 +106,11 @@ class Runtime:
         self._closing = False
         self._step_lock = threading.Lock()  # held by whichever thread runs an engine step
         self._drivers = 0  # callers stepping the engine themselves (see _drive); the loop parks meanwhile
-        self._caller_steps = getattr(getattr(runner, "device", None), "type", "cpu") == "cpu"
+        self._cpu = getattr(getattr(runner, "device", None), "type", "cpu") == "cpu"
+        self._caller_steps = self._cpu
+        self._background_stepped = False  # the background thread has run a step (see _driving)
+        if self._cpu:  # loading ran torch operators here; the thread that decodes makes its own pool
+            release_thread_pool()
         self._thread = threading.Thread(target=self._loop, name="structgen-engine", daemon=True)
         self._thread.start()
 
@@ -199,14 +208,24 @@ class Runtime:
         with self._cv:
             self._cv.notify()
 
+    def _has_background_work(self) -> bool:  # the caller holds _cv
+        return self._closing or (not self._drivers and bool(self._inbox or self.engine.has_unfinished()))
+
     def _loop(self) -> None:
+        stepped = False  # since this thread last parked
         while True:
             with self._cv:
-                while not (self._closing or (not self._drivers and (self._inbox or self.engine.has_unfinished()))):
+                idle = not self._has_background_work()
+            if idle and stepped and self._cpu:  # parking: free this thread's OpenMP pool
+                release_thread_pool()
+                stepped = False
+            with self._cv:
+                while not self._has_background_work():
                     self._cv.wait()
             with self._step_lock:
                 if not self._step_once():
                     return
+            stepped = self._background_stepped = True
 
     def _step_once(self) -> bool:
         """Admit pending requests and run one engine step (the caller holds ``_step_lock``).
@@ -246,6 +265,8 @@ class Runtime:
         try:
             yield self._drive
         finally:
+            if self._background_stepped:  # requests come from other threads too: leave them the cores
+                release_thread_pool()
             with self._cv:
                 self._drivers -= 1
                 self._cv.notify()
