@@ -445,10 +445,12 @@ class TokenFSM:
             mask &= ~trie.first_byte_mask(np.flatnonzero(skip))
         default = int(loop) if mask.any() else -1  # -1: every allowed token is an exception
         ids, nexts = self._with_eos(state, ids, nexts)
-        order = np.argsort(ids, kind="stable")
-        ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
         bits = mask.view(np.uint32)
         np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+        other = nexts != default  # tokens ending in the loop need no exception (a key's subtrees: most)
+        ids, nexts = ids[other], nexts[other]
+        order = np.argsort(ids, kind="stable")
+        ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
         return Row(None, None, _readonly(mask), default, _readonly(ids), _readonly(nexts))
 
     def _loop_sets(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
