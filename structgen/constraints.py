@@ -47,8 +47,9 @@ class JsonSchema(Constraint):
         separators=(",", ":"))`` and ``json.dumps(x, indent=2)`` print, mixed per position:
         nothing before ``:``/``,``; after ``:`` nothing or one space; after ``,`` nothing, one
         space or a line break; after ``{``/``[`` and before ``}``/``]`` nothing or a line break
-        (``{}``/``[]`` when empty). A line break is ``\n`` plus an even number of spaces, at most
-        40; no tabs, no ``\r``, none around the top-level value. ``"compact"`` allows no
+        (``{}``/``[]`` when empty). A line break is ``\n`` plus the indentation ``indent=2`` gives
+        the level that follows (two spaces per nesting level, to level 20); no tabs, no ``\r``,
+        none around the top-level value. ``"compact"`` allows no
         whitespace outside strings. ``enum``/``const`` strings are generated only as
         ``json.dumps(s, ensure_ascii=False)`` or ``json.dumps(s)`` spell them.
     strict: when True, a keyword that cannot be enforced raises ``SchemaError``; when False it is

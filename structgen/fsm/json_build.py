@@ -10,10 +10,15 @@ otherwise they raise ``SchemaError``. By default ``enum``/``const`` strings are 
 in ``json.dumps``'s spellings and integers as plain digits (both incomplete); whatever is
 complemented is compiled with ``full_spellings`` (``compile_full``), where they accept every
 U-spelling, so complements exclude every spelling of what they negate.
+
+Whitespace depends on the nesting level a value starts at (a line break indents it), so the
+Builder compiles for one level at a time (``level``; ``deeper()`` for members and items) and
+memoises per level; complements are taken at the level of what they negate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -162,7 +167,8 @@ class Builder:
         self.strict = strict
         self.max_depth = max_depth
         kit = _kit_for(pool, whitespace, refs.root)
-        self.lex, self.nums, self.strs, self.cont, self.anyv = kit.lex, kit.nums, kit.strs, kit.cont, kit.anyv
+        self.lex, self.nums, self.strs, self.cont = kit.lex, kit.nums, kit.strs, kit.cont
+        self.level = 0  # nesting level of the value being compiled (0: the document)
         self.format_cache: dict[str, int] = kit.formats
         self.dropped: list[tuple[str, str]] = []
         self._ref_depth: dict[str, int] = {}
@@ -172,8 +178,22 @@ class Builder:
         self._memo: dict[tuple, tuple] = {}
         self._wrappers: dict[tuple, dict] = {}
         self._keep: list = []  # nodes whose id keys a cache entry stay alive
-        self._ref_memo: dict[tuple[str, int, bool], Result] = {}
+        self._ref_memo: dict[tuple[str, int, bool, int], Result] = {}
         self.full_spellings = False  # enum/const strings: every U-spelling (True) or json.dumps's
+
+    @property
+    def anyv(self) -> int:
+        """Any JSON value at the current level."""
+        return self.lex.any_value(self.level)
+
+    @contextlib.contextmanager
+    def deeper(self):
+        """Compile one nesting level down (an object's member values, an array's items)."""
+        self.level += 1
+        try:
+            yield
+        finally:
+            self.level -= 1
 
     # ------------------------------------------------------------------ errors
     def drop(self, keyword: str, ptr: str, why: str) -> None:
@@ -193,7 +213,7 @@ class Builder:
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         if "$ref" in schema and (self.refs.draft <= 7 or all(k in ANNOTATIONS or k == "$ref" for k in schema)):
             return self.compile_ref(schema["$ref"], ptr + "/$ref")
-        key = (id(schema), self._depths_seen_by(schema), self.full_spellings)
+        key = (id(schema), self._depths_seen_by(schema), self.full_spellings, self.level)
         found = self._memo.get(key)
         if found is not None:
             return found[1]
@@ -239,7 +259,7 @@ class Builder:
         depth = self._ref_depth.get(tptr, 0)
         if depth > self.max_depth or self._open_refs >= MAX_REF_NESTING:
             return Result(self.pool.nothing, False)
-        key = (tptr, depth, self.full_spellings)
+        key = (tptr, depth, self.full_spellings, self.level)
         found = self._ref_memo.get(key)
         if found is None:
             found = self._inside(tptr, depth, lambda: self.compile(target, tptr))
@@ -403,7 +423,7 @@ class Builder:
 
     # ------------------------------------------------------------------ helpers used by json_types
     def negate(self, r: Result, keyword: str, ptr: str) -> int:
-        """JSON values (nesting <= 16) outside ``r``; needs a complete ``r``."""
+        """JSON values at the current level outside ``r``; needs a complete ``r``."""
         if not r.complete:
             self.drop(keyword, ptr, f"{keyword} needs a complement of a schema whose language is not "
                       "complement-safe (objects with several properties in one order, multipleOf, "

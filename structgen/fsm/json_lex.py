@@ -9,8 +9,12 @@ accepts. U is:
   ``(", ", ": ")``, ``(",", ":")`` or ``indent=2``, mixed freely per position: none before ``:``
   or ``,``; after ``:`` nothing or one space; after ``,`` nothing, one space or a *line break*;
   after ``{``/``[`` and before ``}``/``]`` nothing or a line break; an empty ``{}``/``[]`` has
-  nothing inside. A line break is ``\\n`` followed by an even number (at most ``2 *
-  MAX_INDENT_LEVELS``) of spaces. No tabs, no ``\\r``, nothing around the top-level value.
+  nothing inside. A line break is ``\\n`` followed by the indentation of the nesting level
+  that follows it, as ``indent=2`` prints it: two spaces per level (the members of a top-level
+  object are at level 1, its closing brace at level 0), for levels up to
+  ``MAX_INDENT_LEVELS`` (deeper, no line break). No tabs, no ``\\r``, nothing around the
+  top-level value. So the text of a value depends on the level it starts at: every expression
+  is built for one level (``Builder.level``) and complements are taken at that level.
   ``"compact"`` — no whitespace at all;
 - strings: raw characters except ``"``, ``\\`` and U+0000..U+001F; the escapes ``\\" \\\\ \\/ \\b
   \\f \\n \\r \\t``; ``\\uXXXX`` (any hex case) only for code points below U+0080 — non-ASCII
@@ -25,8 +29,8 @@ from .rx import ExprPool
 from .rx_derive import _ALT, _CONCAT, _REPEAT, INF
 from .utf8 import any_char
 
-MAX_INDENT_LEVELS = 20  # indentation of a line break: 2 * k spaces, k <= this
-ANY_VALUE_DEPTH = 16
+MAX_INDENT_LEVELS = 20  # a line break indents level k by exactly 2 * k spaces, k <= this
+MAX_VALUE_LEVEL = 32  # arrays/objects of schema-free values (``any_value``) nest down to this level
 MANTISSA_FRAC_DIGITS = 16
 HEX = b"0123456789abcdefABCDEF"
 
@@ -45,15 +49,8 @@ class Lex:
         self.pool = pool
         p = pool
         self.compact = whitespace == "compact"
-        if self.compact:
-            self.line_break = p.nothing
-            self.after_colon = p.eps
-            self.after_comma = p.eps
-        else:
-            self.line_break = p.concat(p.literal("\n"), p.repeat(p.literal("  "), 0, MAX_INDENT_LEVELS))
-            self.after_colon = p.optional(p.literal(" "))
-            self.after_comma = p.alt(p.eps, p.literal(" "), self.line_break)
-        self.inner_ws = p.optional(self.line_break)  # after an opening / before a closing bracket
+        self.after_colon = p.eps if self.compact else p.optional(p.literal(" "))
+        self._commas: dict[int, int] = {}
         self.digit = p.byte_range(0x30, 0x39)
         self.digit19 = p.byte_range(0x31, 0x39)
         self.hex = p.byteset(_set(HEX))
@@ -109,19 +106,39 @@ class Lex:
         return self.pool.literal(json.dumps(s, ensure_ascii=False))
 
     # ------------------------------------------------------------------ structure
-    def tok(self, text: str) -> int:
-        """A separator with the whitespace the policy allows after it (``,`` or ``:``)."""
+    def line_break(self, level: int) -> int:
+        """``\\n`` and the indentation of ``level`` (NOTHING under ``"compact"`` or past
+        ``MAX_INDENT_LEVELS``)."""
         p = self.pool
-        return p.concat(p.literal(text), self.after_colon if text == ":" else self.after_comma)
+        if self.compact or level > MAX_INDENT_LEVELS:
+            return p.nothing
+        return p.literal("\n" + "  " * level)
 
-    def _bracketed(self, open_: str, body: int, close: str) -> int:
-        """``open_`` body ``close``: an empty body prints as ``{}``/``[]``, a non-empty one may
-        have a line break after ``open_`` and before ``close``."""
+    def comma(self, level: int) -> int:
+        """``,`` and the whitespace allowed after it, before a member or item at ``level``."""
+        found = self._commas.get(level)
+        if found is None:
+            p = self.pool
+            after = p.eps if self.compact else p.alt(p.eps, p.literal(" "), self.line_break(level))
+            found = self._commas[level] = p.concat(p.literal(","), after)
+        return found
+
+    def tok(self, text: str) -> int:
+        """``:`` with the whitespace the policy allows after it."""
+        if text != ":":
+            raise ValueError("tok() is for ':'; a comma's whitespace depends on the level: use comma(level)")
+        return self.pool.concat(self.pool.literal(":"), self.after_colon)
+
+    def _bracketed(self, open_: str, body: int, close: str, level: int) -> int:
+        """``open_`` body ``close`` of a container at ``level``: an empty body prints as
+        ``{}``/``[]``, a non-empty one may have a line break (indented for ``level + 1``) after
+        ``open_`` and one (indented for ``level``) before ``close``."""
         p = self.pool
         if body == p.nothing:
             return p.nothing
         full = self.nonempty(body)
-        out = p.concat(p.literal(open_), self.inner_ws, full, self.inner_ws, p.literal(close))
+        out = p.concat(p.literal(open_), p.optional(self.line_break(level + 1)), full,
+                       p.optional(self.line_break(level)), p.literal(close))
         return p.alt(p.literal(open_ + close), out) if p.nullable(body) else out
 
     def nonempty(self, a: int) -> int:
@@ -142,33 +159,40 @@ class Lex:
             return p.concat(self.nonempty(x), p.repeat(x, 0, INF if hi == INF else hi - 1))
         return p.diff(a, p.eps)
 
-    def array_of(self, body: int) -> int:
-        """``[`` body ``]`` where body is the (possibly empty) separated item list."""
-        return self._bracketed("[", body, "]")
+    def array_of(self, body: int, level: int = 0) -> int:
+        """``[`` body ``]`` at ``level``; body is the (possibly empty) item list, items at ``level + 1``."""
+        return self._bracketed("[", body, "]", level)
 
-    def object_of(self, body: int) -> int:
-        """``{`` body ``}`` where body is the (possibly empty) separated member list."""
-        return self._bracketed("{", body, "}")
+    def object_of(self, body: int, level: int = 0) -> int:
+        """``{`` body ``}`` at ``level``; body is the (possibly empty) member list, members at ``level + 1``."""
+        return self._bracketed("{", body, "}", level)
 
     def member(self, key: int, value: int) -> int:
         """``key:value`` or ``key: value`` (no whitespace before the colon)."""
         return self.pool.concat(key, self.tok(":"), value)
 
-    def any_value(self, depth: int = ANY_VALUE_DEPTH) -> int:
-        """Any JSON value in U whose arrays/objects nest at most ``depth`` levels."""
-        found = self._any_value.get(depth)
+    def any_value(self, level: int = 0) -> int:
+        """Any JSON value in U starting at ``level``, its arrays/objects nesting down to
+        ``MAX_VALUE_LEVEL`` (all levels share one chain of expressions)."""
+        found = self._any_value.get(level)
         if found is not None:
             return found
         p = self.pool
-        scalars = p.alt(self.null, self.boolean, self.any_number, self.any_string)
-        if depth <= 0:
-            out = scalars
+        if level >= MAX_VALUE_LEVEL:
+            out = p.alt(self.null, self.boolean, self.any_number, self.any_string)
         else:
-            inner = self.any_value(depth - 1)
-            comma = self.tok(",")
-            items = p.optional(p.concat(inner, p.star(p.concat(comma, inner))))
-            pair = self.member(self.any_string, inner)
-            members = p.optional(p.concat(pair, p.star(p.concat(comma, pair))))
-            out = p.alt(scalars, self.array_of(items), self.object_of(members))
-        self._any_value[depth] = out
+            for k in range(MAX_VALUE_LEVEL, level, -1):  # deepest first: no deep recursion
+                self.any_value(k)
+            out = self._any_value_at(level)
+        self._any_value[level] = out
         return out
+
+    def _any_value_at(self, level: int) -> int:
+        p = self.pool
+        scalars = p.alt(self.null, self.boolean, self.any_number, self.any_string)
+        inner = self.any_value(level + 1)
+        comma = self.comma(level + 1)
+        items = p.optional(p.concat(inner, p.star(p.concat(comma, inner))))
+        pair = self.member(self.any_string, inner)
+        members = p.optional(p.concat(pair, p.star(p.concat(comma, pair))))
+        return p.alt(scalars, self.array_of(items, level), self.object_of(members, level))

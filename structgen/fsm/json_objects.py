@@ -1,5 +1,8 @@
 """Objects and arrays as pool expressions: member/item sequences with exact counts.
 
+Every container is built for the nesting level it starts at (``level``; its members or items
+are at ``level + 1``, which fixes the indentation of line breaks, see ``json_lex``).
+
 Objects: declared properties come first, in schema order, each present or (when optional)
 absent; then any number of *extra* members (``additionalProperties``/``patternProperties``
 pairs, keys other than the declared ones). With ``any_order`` the declared and extra members
@@ -32,14 +35,15 @@ class ContainerBuilder:
     def __init__(self, lex: Lex):
         self.lex = lex
         self.p = lex.pool
-        self.comma = lex.tok(",")
 
     # ------------------------------------------------------------------ objects
     def object(self, members: list[Member], extra: int | None, lo: int, hi: int | None, pointer: str,
-               any_order: bool = False) -> int:
-        """An object: ``members`` in order, then ``extra`` members; lo..hi members in all. With
-        ``any_order``, ``members`` and ``extra`` ones in any order (``extra`` ones anywhere)."""
+               any_order: bool = False, level: int = 0) -> int:
+        """An object at ``level``: ``members`` in order, then ``extra`` members; lo..hi members
+        in all. With ``any_order``, ``members`` and ``extra`` ones in any order (``extra`` ones
+        anywhere). Member expressions are built for ``level + 1``."""
         p = self.p
+        comma = self.lex.comma(level + 1)
         if hi is not None and hi < lo:
             return p.nothing
         if any_order:
@@ -47,9 +51,9 @@ class ContainerBuilder:
                 raise SchemaError(f"property_order='any' supports at most {MAX_ANY_ORDER_PROPERTIES} declared "
                                   f"properties per object, this one has {len(members)}", keyword="properties",
                                   pointer=pointer)
-            body = p.shuffle([(m.expr, m.required) for m in members], self.comma,
+            body = p.shuffle([(m.expr, m.required) for m in members], comma,
                              p.nothing if extra is None else extra, lo, INF if hi is None else hi)
-            return self.lex.object_of(body)
+            return self.lex.object_of(body, level)
         cap = hi if hi is not None else lo
         if len(members) * (cap + 1) > MAX_COUNT_WORK:
             raise SchemaError("minProperties/maxProperties too large to count exactly",
@@ -66,11 +70,11 @@ class ContainerBuilder:
             if extra is None:
                 return p.eps if need == 0 else p.nothing
             if first:
-                more = p.concat(extra, p.repeat(p.concat(self.comma, extra), max(need - 1, 0), INF if room == INF else room - 1))
+                more = p.concat(extra, p.repeat(p.concat(comma, extra), max(need - 1, 0), INF if room == INF else room - 1))
                 if room == 0:
                     more = p.nothing
                 return p.alt(p.eps, more) if need == 0 else more
-            return p.repeat(p.concat(self.comma, extra), need, room)
+            return p.repeat(p.concat(comma, extra), need, room)
 
         for i in range(n, -1, -1):  # bottom-up: tail(i, c) for every reachable count c
             for c in range(cap, 0, -1) if cap else (1,):
@@ -83,7 +87,7 @@ class ContainerBuilder:
                 m = members[i]
                 opts = []
                 if hi is None or c + 1 <= hi:
-                    opts.append(p.concat(self.comma, m.expr, tails[(i + 1, norm(c + 1))]))
+                    opts.append(p.concat(comma, m.expr, tails[(i + 1, norm(c + 1))]))
                 if not m.required:
                     opts.append(tails[(i + 1, c)])
                 tails[(i, c)] = p.alt_of(opts)
@@ -96,12 +100,14 @@ class ContainerBuilder:
             if not m.required:
                 opts.append(head)
             head = p.alt_of(opts)
-        return self.lex.object_of(head)
+        return self.lex.object_of(head, level)
 
     # ------------------------------------------------------------------ arrays
-    def array(self, prefix: list[int], rest: int | None, lo: int, hi: int | None) -> int:
-        """An array: item j matches ``prefix[j]``, later items ``rest`` (None: no more); lo..hi items."""
+    def array(self, prefix: list[int], rest: int | None, lo: int, hi: int | None, level: int = 0) -> int:
+        """An array at ``level``: item j matches ``prefix[j]``, later items ``rest`` (None: no
+        more); lo..hi items (item expressions built for ``level + 1``)."""
         p = self.p
+        comma = self.lex.comma(level + 1)
         if hi is not None and hi < lo:
             return p.nothing
         top = INF if hi is None else hi
@@ -114,43 +120,45 @@ class ContainerBuilder:
             room = INF if top == INF else top - j
             if room != INF and room < need:
                 return p.nothing
-            return p.repeat(p.concat(self.comma, rest), need, room)
+            return p.repeat(p.concat(comma, rest), need, room)
 
         after = closed(k) if k >= 1 else None
         for j in range(k - 1, 0, -1):  # after(j): j items emitted, item j next
             opts = [p.eps] if j >= lo else []
             if top == INF or j < top:
-                opts.append(p.concat(self.comma, prefix[j], after))
+                opts.append(p.concat(comma, prefix[j], after))
             after = p.alt_of(opts)
         if k == 0:
             first = p.concat(rest, closed(1)) if rest is not None and top != 0 else p.nothing
         else:
             first = p.concat(prefix[0], after) if top != 0 else p.nothing
         body = p.alt(p.eps, first) if lo == 0 else first
-        return self.lex.array_of(body)
+        return self.lex.array_of(body, level)
 
-    def contains(self, match: int, other: int | None, lo: int, hi: int | None) -> int:
-        """Arrays with lo..hi items matching ``match``; ``other`` = values not matching it
-        (needed only when ``hi`` is set). Items outside ``match`` are any JSON value."""
+    def contains(self, match: int, other: int | None, lo: int, hi: int | None, level: int = 0) -> int:
+        """Arrays at ``level`` with lo..hi items matching ``match``; ``other`` = values not
+        matching it (needed only when ``hi`` is set). Items outside ``match`` are any JSON value.
+        Item expressions are built for ``level + 1``."""
         p = self.p
-        anyv = self.lex.any_value()
-        star_any = p.star(p.concat(self.comma, anyv))
+        anyv = self.lex.any_value(level + 1)
+        comma = self.lex.comma(level + 1)
+        star_any = p.star(p.concat(comma, anyv))
         if hi is None:
             if lo == 0:
-                return self.array([], anyv, 0, None)
+                return self.array([], anyv, 0, None, level)
             # at least lo matches: (V,)* C ((,V)* , C){lo-1} (,V)*
-            lead = p.alt(match, p.concat(anyv, star_any, self.comma, match))
-            step = p.concat(star_any, self.comma, match)
+            lead = p.alt(match, p.concat(anyv, star_any, comma, match))
+            step = p.concat(star_any, comma, match)
             body = p.concat(lead, p.repeat(step, lo - 1, lo - 1), star_any)
-            return self.lex.array_of(body)
+            return self.lex.array_of(body, level)
         if hi < lo:
             return p.nothing
-        skip = p.star(p.concat(self.comma, other))
+        skip = p.star(p.concat(comma, other))
         tail = {hi: skip}
         for k in range(hi - 1, -1, -1):  # tail[k]: k matches seen, at least one item emitted
             end = p.eps if k >= lo else p.nothing
-            tail[k] = p.concat(skip, p.alt(end, p.concat(self.comma, match, tail[k + 1])))
+            tail[k] = p.concat(skip, p.alt(end, p.concat(comma, match, tail[k + 1])))
         body = p.alt(p.concat(other, tail[0]), p.concat(match, tail[1]) if hi >= 1 else p.nothing)
         if lo == 0:
             body = p.alt(p.eps, body)
-        return self.lex.array_of(body)
+        return self.lex.array_of(body, level)

@@ -103,14 +103,16 @@ def const_expr(b, v: Any):
         return Result(b.nums.const_number(to_decimal(v)), True)
     if isinstance(v, str):
         return Result(_string_spellings(b, v), b.full_spellings)
-    if isinstance(v, list):
-        items = [const_expr(b, x) for x in v]
-        body = p.join([r.expr for r in items], b.cont.comma)
-        return Result(lex.array_of(body), all(r.complete for r in items))
-    members = [(k, const_expr(b, x)) for k, x in v.items()]
-    body = p.join([lex.member(_string_spellings(b, k), r.expr) for k, r in members], b.cont.comma)
+    level = b.level
+    with b.deeper():
+        if isinstance(v, list):
+            items = [const_expr(b, x) for x in v]
+            body = p.join([r.expr for r in items], lex.comma(level + 1))
+            return Result(lex.array_of(body, level), all(r.complete for r in items))
+        members = [(k, const_expr(b, x)) for k, x in v.items()]
+    body = p.join([lex.member(_string_spellings(b, k), r.expr) for k, r in members], lex.comma(level + 1))
     complete = b.full_spellings and len(members) <= 1 and all(r.complete for _, r in members)
-    return Result(lex.object_of(body), complete)
+    return Result(lex.object_of(body, level), complete)
 
 
 def _string_spellings(b, s: str) -> int:
@@ -197,23 +199,25 @@ def _array(b, m: Merged, ptr: str):
     width = max((len(pf) for pf, _ in shapes), default=0)
     complete = True
     prefix_exprs = []
-    for j in range(width):
-        r = b.compile_all([pf[j] if j < len(pf) else rest for pf, rest in shapes])
-        prefix_exprs.append(r.expr)
-        complete &= r.complete
-    rest_r = b.compile_all([rest for _, rest in shapes])
-    complete &= rest_r.complete
-    rest_expr = None if rest_r.expr == p.nothing else rest_r.expr
-    if m.unique and (m.max_items is None or m.max_items > 1):
-        b.drop("uniqueItems", m.unique[0], "uniqueItems is not supported for arrays that may hold several items")
-    expr = b.cont.array(prefix_exprs, rest_expr, m.min_items, m.max_items)
-    for schema, lo, hi, cptr in m.contains:
-        c = b.compile(schema, cptr) if hi is None else b.compile_full(schema, cptr)
-        if hi is None:
-            expr = p.and_(expr, b.cont.contains(c.expr, None, lo, None))
-        else:
-            other = b.negate(c, "maxContains", cptr)
-            expr = p.and_(expr, b.cont.contains(c.expr, other, lo, hi))
+    level = b.level
+    with b.deeper():  # items
+        for j in range(width):
+            r = b.compile_all([pf[j] if j < len(pf) else rest for pf, rest in shapes])
+            prefix_exprs.append(r.expr)
+            complete &= r.complete
+        rest_r = b.compile_all([rest for _, rest in shapes])
+        complete &= rest_r.complete
+        rest_expr = None if rest_r.expr == p.nothing else rest_r.expr
+        if m.unique and (m.max_items is None or m.max_items > 1):
+            b.drop("uniqueItems", m.unique[0], "uniqueItems is not supported for arrays that may hold several items")
+        expr = b.cont.array(prefix_exprs, rest_expr, m.min_items, m.max_items, level)
+        for schema, lo, hi, cptr in m.contains:
+            c = b.compile(schema, cptr) if hi is None else b.compile_full(schema, cptr)
+            if hi is None:
+                expr = p.and_(expr, b.cont.contains(c.expr, None, lo, None, level))
+            else:
+                other = b.negate(c, "maxContains", cptr)
+                expr = p.and_(expr, b.cont.contains(c.expr, other, lo, hi, level))
     return Result(expr, complete)
 
 
@@ -231,19 +235,21 @@ def _object(b, m: Merged, ptr: str):
     names = [b.compile(a.schema["propertyNames"], a.ptr + "/propertyNames").expr
              for a in m.obj_atoms if "propertyNames" in a.schema]
     members, complete = [], True
-    for k in keys:
-        r = _member_value(b, m, k)
-        kj = b.key_json(k)
-        if r.expr == p.nothing or any(not p.matches(n, kj) for n in names):
-            if k in required:
-                return Result(p.nothing, True)
-            continue
-        complete &= r.complete
-        key = _key_any(b, k) if b.full_spellings else p.literal(kj)  # complements exclude every spelling
-        members.append(Member(lex.member(key, r.expr), k in required))
-    extra = _extra_members(b, m, keys, names)
+    level = b.level
+    with b.deeper():  # member values
+        for k in keys:
+            r = _member_value(b, m, k)
+            kj = b.key_json(k)
+            if r.expr == p.nothing or any(not p.matches(n, kj) for n in names):
+                if k in required:
+                    return Result(p.nothing, True)
+                continue
+            complete &= r.complete
+            key = _key_any(b, k) if b.full_spellings else p.literal(kj)  # complements exclude every spelling
+            members.append(Member(lex.member(key, r.expr), k in required))
+        extra = _extra_members(b, m, keys, names)
     any_order = b.property_order == "any"
-    expr = b.cont.object(members, extra, m.min_props, m.max_props, ptr, any_order=any_order)
+    expr = b.cont.object(members, extra, m.min_props, m.max_props, ptr, any_order=any_order, level=level)
     order_free = any_order or not members or (len(members) == 1 and extra is None)
     return Result(expr, complete and order_free)
 

@@ -141,12 +141,25 @@ def test_default_whitespace_accepts_exactly_json_dumps_layouts(schema):
         assert not dfa.matches(bad), bad
 
 
-def test_default_whitespace_indentation_is_even_and_bounded():
+def test_default_whitespace_indents_each_level_exactly():
+    from structgen.fsm.json_lex import MAX_INDENT_LEVELS, MAX_VALUE_LEVEL
+
+    deep = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "array"}}}}
+    for schema in ({}, deep):
+        dfa = compile_bytes(JsonSchema(schema))
+        assert dfa.matches('{"a": [\n    [],\n    [\n      1\n    ]\n  ]}')
+        assert dfa.matches('{\n  "a": [[], [1]]\n}')
+        for bad in ('{"a": [\n  [],\n    []\n  ]}', '{"a": [\n    []\n    ]}', '{\n"a": []}', '{\n    "a": []}',
+                    '{"a": [\n     []]}', '{"a": [\n   []]}'):
+            assert not dfa.matches(bad), bad
     dfa = compile_bytes(JsonSchema({}))
-    assert dfa.matches("[1,\n" + " " * 40 + "2]")
-    assert not dfa.matches("[1,\n" + " " * 42 + "2]")
-    assert not dfa.matches("[1,\n" + " " * 3 + "2]")
-    assert not dfa.matches("[1," + " " * 2 + "2]")
+    value = json.loads("[" * MAX_INDENT_LEVELS + "1" + "]" * MAX_INDENT_LEVELS)
+    assert dfa.matches(json.dumps(value, indent=2))
+    assert not dfa.matches(json.dumps([value], indent=2))  # a line break past the deepest indented level
+    assert dfa.matches(json.dumps([value]))
+    assert not dfa.matches(json.dumps(value, indent=4))
+    assert dfa.matches("[" * MAX_VALUE_LEVEL + "]" * MAX_VALUE_LEVEL)
+    assert not dfa.matches("[" * (MAX_VALUE_LEVEL + 1) + "]" * (MAX_VALUE_LEVEL + 1))
 
 
 def test_compact_whitespace_allows_none():
