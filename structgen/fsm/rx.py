@@ -79,12 +79,18 @@ class ExprPool(Derivatives):
         self._has_bool: list[bool] = []  # contains AND/NOT: emptiness needs a search
         self._rows: dict[int, tuple[tuple[int, int], ...]] = {}
         self._live: dict[int, bool] = {}
+        self._cat_memo: dict[tuple[int, int], int] = {}  # (CONCAT a, b) -> a b, right-nested
         # SHUFFLE item lists: (exprs, bit set of the required ones, bit set of those with AND/NOT)
         self._bases: list[tuple[tuple[int, ...], int, int]] = []
         self._base_ids: dict[tuple[tuple[int, ...], int], int] = {}
         assert self._intern((_NOTHING,), False, False) == NOTHING_ID
         assert self._intern((_EPS,), True, False) == EPS_ID
         self.universal = self.not_(NOTHING_ID)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cat_memo"] = {}  # a cache: not worth its size in a pickle
+        return state
 
     def is_fresh(self) -> bool:
         """True while the pool holds only the nodes every pool starts with (nothing built yet)."""
@@ -108,6 +114,7 @@ class ExprPool(Derivatives):
         self._has_bool = list(template._has_bool)
         self._rows = dict(template._rows)
         self._live = dict(template._live)
+        self._cat_memo = dict(template._cat_memo)
         self._bases = list(template._bases)
         self._base_ids = dict(template._base_ids)
 
@@ -175,15 +182,25 @@ class ExprPool(Derivatives):
             return a
         na = self._nodes[a]
         if na[0] == _CONCAT:  # keep right-nested: (x y) b == x (y b); iterative for long chains
-            heads = []
+            memo = self._cat_memo
+            found = memo.get((a, b))
+            if found is not None:
+                return found
+            chain = []  # (suffix of a, its head), outermost first
             while na[0] == _CONCAT:
-                heads.append(na[1])
+                chain.append((a, na[1]))
                 a = na[2]
                 na = self._nodes[a]
-            out = self._concat2(a, b)
+                found = memo.get((a, b))
+                if found is not None:
+                    break
+            out = self._concat2(a, b) if found is None else found
             nullable, has_bool = self._nullable, self._has_bool
-            for x in reversed(heads):  # heads of a normal CONCAT: neither EPS, NOTHING nor CONCAT
+            # heads of a normal CONCAT: neither EPS, NOTHING nor CONCAT. Every suffix's result is
+            # memoised: a derivative of a chain is usually its suffix, concatenated again next step
+            for suffix, x in reversed(chain):
                 out = self._intern((_CONCAT, x, out), nullable[x] and nullable[out], has_bool[x] or has_bool[out])
+                memo[(suffix, b)] = out
             return out
         return self._intern(
             (_CONCAT, a, b), self._nullable[a] and self._nullable[b], self._has_bool[a] or self._has_bool[b]

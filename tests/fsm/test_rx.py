@@ -49,6 +49,25 @@ def test_hash_consing_and_alt_normal_form(pool):
     assert pool.alt(pool.byteset(1 << 97), pool.byteset(1 << 98)) == pool.byte_range(97, 98)
 
 
+def test_concatenation_memo_keeps_the_right_nested_normal_form():
+    import pickle
+
+    pool, fresh = ExprPool(), ExprPool()
+    tail = pool.concat(pool.star(pool.literal("x")), pool.literal("yz"))
+    chain = pool.literal("abcd")
+    whole = pool.concat(chain, tail)  # memoises every suffix of the chain with ``tail``
+    assert whole == pool.concat(pool.literal("abcd"), tail) == pool.concat(pool.literal("ab"), pool.literal("cd"), tail)
+    suffix = pool.node(chain)[2]  # "bcd", as a derivative of the chain leaves it
+    assert pool.concat(suffix, tail) == pool.node(whole)[2]
+    assert pool.concat(pool.concat(pool.literal("ab"), pool.literal("cd")), tail) == whole
+    # the same expressions built without the memo warm: equal structure, node by node
+    assert pool.node(pool.node(whole)[2]) == pool.node(pool.concat(pool.literal("bcd"), tail))
+    other = fresh.concat(fresh.literal("abcd"), fresh.concat(fresh.star(fresh.literal("x")), fresh.literal("yz")))
+    assert fresh.matches(other, b"abcdxxyz") and pool.matches(whole, b"abcdxxyz") and not pool.matches(whole, b"abcyz")
+    clone = pickle.loads(pickle.dumps(pool))
+    assert clone._cat_memo == {} and clone.concat(clone.literal("abcd"), tail) == whole
+
+
 def test_intersection_complement_difference(pool):
     a, b = pool.literal("a"), pool.literal("b")
     ab_star = pool.star(pool.alt(a, b))
