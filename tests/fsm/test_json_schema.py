@@ -162,6 +162,21 @@ def test_default_whitespace_indents_each_level_exactly():
     assert not dfa.matches("[" * (MAX_VALUE_LEVEL + 1) + "]" * (MAX_VALUE_LEVEL + 1))
 
 
+def test_complements_are_taken_at_the_level_of_what_they_negate():
+    """``not``, ``maxContains`` and an overlapping ``oneOf`` below the top level accept every
+    layout of what they allow, indented for their own level."""
+    schema = {"type": "object", "properties": {
+        "a": {"not": {"type": "string"}},
+        "b": {"type": "array", "contains": {"type": "integer"}, "maxContains": 1},
+        "c": {"oneOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "array", "maxItems": 1}]}}}
+    dfa = compile_bytes(JsonSchema(schema))
+    good = {"a": {"x": [1, {"y": None}]}, "b": [1, "s", [2, {"z": [3]}]], "c": [1, 2, 3]}
+    for text in (json.dumps(good, indent=2), json.dumps(good), json.dumps({"a": [], "b": [{}, 4], "c": [[5]]}, indent=2)):
+        assert dfa.matches(text), text
+    for bad in ({"a": "s"}, {"b": [1, 2]}, {"c": [7]}, {"c": [1, "x"]}):
+        assert not dfa.matches(json.dumps(bad, indent=2)) and not dfa.matches(json.dumps(bad)), bad
+
+
 def test_compact_whitespace_allows_none():
     dfa = compile_bytes(JsonSchema({"type": "object"}, whitespace="compact"))
     assert dfa.matches('{"a":[1,2]}')
