@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 import torch
@@ -18,8 +19,8 @@ from structgen.engine.runtime import Runtime
 HAS_GOMP = omp_pool._pause_fn() is not None
 
 
-def _os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+def _thread_ids() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
 
 
 def _parallel_work() -> torch.Tensor:
@@ -30,14 +31,18 @@ def _parallel_work() -> torch.Tensor:
 @pytest.mark.skipif(not HAS_GOMP, reason="no libgomp in this process (not a Linux CPU build of torch)")
 def test_release_frees_this_threads_pool_and_torch_still_works():
     expected = _parallel_work()
-    out, counts = {}, {}
+    out = {}
 
     def worker():
-        before = _os_threads()
+        before = _thread_ids()
         first = _parallel_work()  # a new thread: its own OpenMP pool of get_num_threads() - 1 workers
-        counts["with_pool"] = _os_threads() - before
+        out["pool"] = _thread_ids() - before
         out["released"] = omp_pool.release_thread_pool()
-        counts["after_release"] = _os_threads() - before
+        for _ in range(100):  # the workers exit as the pool is freed
+            out["left"] = out["pool"] & _thread_ids()
+            if not out["left"]:
+                break
+            time.sleep(0.01)
         out["again"] = _parallel_work()  # the pool comes back on demand
         out["first"] = first
 
@@ -48,8 +53,8 @@ def test_release_frees_this_threads_pool_and_torch_still_works():
     torch.testing.assert_close(out["first"], expected)
     torch.testing.assert_close(out["again"], expected)
     if torch.get_num_threads() > 1:  # there were workers to free
-        assert counts["with_pool"] >= 1
-        assert counts["after_release"] < counts["with_pool"]
+        assert out["pool"], "the parallel work started no OpenMP workers"
+        assert not out["left"], "the pool's workers are still alive after the release"
 
 
 def test_disabled_by_environment(monkeypatch):
