@@ -48,7 +48,7 @@ not, if/then/else           ``not`` of type/properties/required is rewritten pos
 $ref, $defs, definitions    local refs (``#``, JSON pointers with ``~0 ~1 %xx``, ``$anchor``);
                             recursion unrolled ``max_recursion_depth`` times, deeper recursive
                             branches are not generated (also beyond 100 nested refs)
-true / false schemas        any JSON value (nesting <= 16) / nothing
+true / false schemas        any JSON value (arrays/objects to document level 32) / nothing
 ==========================  ==================================================================
 
 Ignored annotations: title, description, default, examples, example, $comment, $schema, $id,
