@@ -30,11 +30,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import trie_jit
 from .dfa import UNKNOWN, ByteDFA
 from .rx_derive import _BYTES, _CONCAT
 
 MIN_INSIDE_FRACTION = 0.5  # below this share of tokens resolved as inside, the trie walk is cheaper
 GRID_WIDTH = 16  # suffix bytes walked with array operations; the rest of a longer suffix, one by one
+USE_JIT = True  # walk the suffix grid with the compiled loop when numba is installed (``trie_jit``)
 
 
 class LoopSplit(NamedTuple):
@@ -192,7 +194,15 @@ def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.nda
 def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of: Callable[[], np.ndarray],
                    ensure: Callable, walk: Callable[[int, bytes], int]) -> np.ndarray:
     """[w] int32 end states of the suffixes ``split.suffixes[su[i]]`` fed from ``start[i]`` (< 0 dead):
-    the first ``GRID_WIDTH`` bytes column by column, the rest of a longer suffix with ``walk``."""
+    the first ``GRID_WIDTH`` bytes column by column (compiled, walk by walk, when numba is
+    there), the rest of a longer suffix with ``walk``."""
+    if USE_JIT and trie_jit.AVAILABLE:
+        try:
+            x = trie_jit.suffix_walk(table_of, ensure, split.grid, split.length, su, start)
+        except trie_jit.JitUnavailable:
+            pass
+        else:
+            return _finish_long_suffixes(split, su, x, walk)
     table = table_of()
     if len(start) and (table[start, 0] == UNKNOWN).any():
         ensure(start)
@@ -210,8 +220,13 @@ def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of
             table = table_of()
         x[step] = nxt = table[at, grid[su[step], j]]
         step = step[(nxt >= 0) & (length[step] > j + 1)]
-    width = grid.shape[1]
-    for i in np.flatnonzero((x >= 0) & (length > width)).tolist():
+    return _finish_long_suffixes(split, su, x, walk)
+
+
+def _finish_long_suffixes(split: LoopSplit, su: np.ndarray, x: np.ndarray, walk: Callable[[int, bytes], int]):
+    """Feed the bytes of each suffix past the grid's width with ``walk``."""
+    width = split.grid.shape[1]
+    for i in np.flatnonzero((x >= 0) & (split.length[su] > width)).tolist():
         x[i] = walk(int(x[i]), split.suffixes[int(su[i])][width:])
     return x
 

@@ -185,12 +185,54 @@ def walk(trie, learn: Callable, roots, start: np.ndarray | None = None):
     return WalkResult(own, lo, hi, st)
 
 
+if AVAILABLE:
+
+    @njit(cache=True)
+    def _suffix_walk(table, grid, length, su, x, col):  # pragma: no cover - compiled; tested against numpy
+        """Feed walk ``i`` the bytes ``grid[su[i], col[i]:]`` (up to its suffix's length) from
+        state ``x[i]`` while rows are known; stops at a dead state (-1) or before a state whose row
+        is unknown. Updates ``x`` and ``col`` in place; returns how many walks wait on a row."""
+        width = grid.shape[1]
+        waiting = 0
+        for i in range(len(su)):
+            s, j = x[i], col[i]
+            n = min(length[su[i]], width)
+            while j < n and s >= 0:
+                if table[s, 0] == UNKNOWN:
+                    waiting += 1
+                    break
+                s = table[s, grid[su[i], j]]
+                j += 1
+            x[i], col[i] = s, j
+        return waiting
+
+
+def suffix_walk(table_of, ensure, grid: np.ndarray, length: np.ndarray, su: np.ndarray,
+                start: np.ndarray) -> np.ndarray:
+    """[w] int32 states after feeding each suffix's grid bytes (``grid[su[i], :length]``, at most
+    the grid's width) from ``start[i]`` (< 0 once dead); rows met unknown are expanded with
+    ``ensure`` between passes."""
+    x = np.array(start, dtype=np.int32)
+    col = np.zeros(len(x), dtype=np.int64)
+    su = np.asarray(su, dtype=np.int64)
+    try:
+        while _suffix_walk(table_of(), grid, length, su, x, col):
+            table = table_of()
+            live = x[x >= 0]
+            ensure(np.unique(live[table[live, 0] == UNKNOWN]))
+    except NumbaError as e:
+        _disable(e)
+        raise JitUnavailable(str(e)) from e
+    return x
+
+
 def warm_up() -> bool:
     """Compile (or load from numba's cache) the kernel now; False when unavailable."""
     if not AVAILABLE:
         return False
     z64, zi = np.zeros(1, np.int64), np.zeros(0, np.int64)
     try:
+        _suffix_walk(np.zeros((1, 256), np.int32), np.zeros((0, 1), np.uint8), zi, zi, np.zeros(0, np.int32), zi)
         _kernel(np.zeros((1, 256), np.int32), np.zeros((1, 4), np.uint64), np.ones(1, bool), np.zeros(1, bool),
                 z64, z64, z64, z64, z64, np.zeros((1, 4), np.uint64), np.zeros(1, bool), np.zeros(1, np.uint8),
                 zi, zi, np.zeros(0, np.int32))

@@ -488,3 +488,30 @@ def test_is_expanded_tracks_computed_rows(toy_vocab):
     later = next(s for s in states if not fsm.is_expanded(s))
     fsm.mask(later)
     assert fsm.is_expanded(later)
+
+
+@pytest.mark.skipif(not trie_jit.AVAILABLE, reason="numba missing")
+@pytest.mark.parametrize("vocab_name", ["smollm2", "llama3"])
+def test_compiled_suffix_walk_equals_the_array_version(vocab_name, request, monkeypatch):
+    """Loop-class rows (string bodies, key entries, counted strings) feed token suffixes through
+    the DFA; the compiled walk and the column-by-column array walk give the same rows."""
+    vocab = request.getfixturevalue(f"{vocab_name}_vocab")
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40},
+                                               "note": {"type": "string"}, "tags": {"type": "array",
+                                               "items": {"type": "string", "pattern": "^[a-z]+$"}}}}
+    doc = b'{"name": "Zo\\u0041 \\"q\\"", "note": "a\\nb \xc3\xa9\xe2\x82\xac!", "tags": ["ab", "c"], "x": 1}'
+
+    def rows(use_jit):  # per position: allowed ids, and which of them share a next state
+        monkeypatch.setattr(loopclass, "USE_JIT", use_jit)  # (state ids depend on discovery order)
+        fsm = fsm_of(JsonSchema(schema), vocab)
+        out, s = [], fsm.initial_state
+        for b in doc:
+            ids, nexts = fsm.allowed_tokens(s), fsm.row(s).nexts
+            groups = sorted(tuple(ids[nexts == x].tolist()) for x in np.unique(nexts))
+            out.append((ids.tolist(), groups))
+            s = fsm.byte_dfa.step(s, b)
+        assert fsm.byte_dfa.is_accepting(s)
+        return out
+
+    compiled = rows(True)
+    assert compiled == rows(False)
