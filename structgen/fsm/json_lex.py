@@ -49,7 +49,7 @@ class Lex:
         self.pool = pool
         p = pool
         self.compact = whitespace == "compact"
-        self.after_colon = p.eps if self.compact else p.optional(p.literal(" "))
+        self.colon = p.concat(p.literal(":"), p.eps if self.compact else p.optional(p.literal(" ")))
         self._commas: dict[int, int] = {}
         self.digit = p.byte_range(0x30, 0x39)
         self.digit19 = p.byte_range(0x31, 0x39)
@@ -123,12 +123,6 @@ class Lex:
             found = self._commas[level] = p.concat(p.literal(","), after)
         return found
 
-    def tok(self, text: str) -> int:
-        """``:`` with the whitespace the policy allows after it."""
-        if text != ":":
-            raise ValueError("tok() is for ':'; a comma's whitespace depends on the level: use comma(level)")
-        return self.pool.concat(self.pool.literal(":"), self.after_colon)
-
     def _bracketed(self, open_: str, body: int, close: str, level: int) -> int:
         """``open_`` body ``close`` of a container at ``level``: an empty body prints as
         ``{}``/``[]``, a non-empty one may have a line break (indented for ``level + 1``) after
@@ -169,7 +163,7 @@ class Lex:
 
     def member(self, key: int, value: int) -> int:
         """``key:value`` or ``key: value`` (no whitespace before the colon)."""
-        return self.pool.concat(key, self.tok(":"), value)
+        return self.pool.concat(key, self.colon, value)
 
     def any_value(self, level: int = 0) -> int:
         """Any JSON value in U starting at ``level``, its arrays/objects nesting down to
@@ -178,21 +172,17 @@ class Lex:
         if found is not None:
             return found
         p = self.pool
-        if level >= MAX_VALUE_LEVEL:
-            out = p.alt(self.null, self.boolean, self.any_number, self.any_string)
-        else:
-            for k in range(MAX_VALUE_LEVEL, level, -1):  # deepest first: no deep recursion
-                self.any_value(k)
-            out = self._any_value_at(level)
-        self._any_value[level] = out
-        return out
-
-    def _any_value_at(self, level: int) -> int:
-        p = self.pool
         scalars = p.alt(self.null, self.boolean, self.any_number, self.any_string)
-        inner = self.any_value(level + 1)
-        comma = self.comma(level + 1)
-        items = p.optional(p.concat(inner, p.star(p.concat(comma, inner))))
-        pair = self.member(self.any_string, inner)
-        members = p.optional(p.concat(pair, p.star(p.concat(comma, pair))))
-        return p.alt(scalars, self.array_of(items, level), self.object_of(members, level))
+        level = min(level, MAX_VALUE_LEVEL)
+        for k in range(MAX_VALUE_LEVEL, level - 1, -1):  # deepest first, each level from the next
+            if k in self._any_value:
+                continue
+            if k == MAX_VALUE_LEVEL:
+                self._any_value[k] = scalars
+                continue
+            inner, comma = self._any_value[k + 1], self.comma(k + 1)
+            items = p.optional(p.concat(inner, p.star(p.concat(comma, inner))))
+            pair = self.member(self.any_string, inner)
+            members = p.optional(p.concat(pair, p.star(p.concat(comma, pair))))
+            self._any_value[k] = p.alt(scalars, self.array_of(items, k), self.object_of(members, k))
+        return self._any_value[level]

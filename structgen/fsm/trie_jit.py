@@ -215,11 +215,10 @@ def suffix_walk(table_of, ensure, grid: np.ndarray, length: np.ndarray, su: np.n
     x = np.array(start, dtype=np.int32)
     col = np.zeros(len(x), dtype=np.int64)
     su = np.asarray(su, dtype=np.int64)
+    ends = np.minimum(length[su], grid.shape[1])  # [w] bytes each walk feeds
     try:
         while _suffix_walk(table_of(), grid, length, su, x, col):
-            table = table_of()
-            live = x[x >= 0]
-            ensure(np.unique(live[table[live, 0] == UNKNOWN]))
+            ensure(np.unique(x[(x >= 0) & (col < ends)]))  # the walks waiting on a row (not the finished ones)
     except NumbaError as e:
         _disable(e)
         raise JitUnavailable(str(e)) from e
