@@ -49,18 +49,24 @@ class Row:
     """One computed state: allowed token ids (sorted, EOS included when accepting), their next
     states, and the packed mask (all read-only).
 
-    A row built from a loop-class split is kept compact: the mask, one ``default`` next state
-    (the loop, where every token spelled in the class ends) and the sorted exceptions (every
-    other allowed token with its own next state). ``ids``/``nexts`` are then spelled out on
-    first use; ``next_of`` never needs them.
+    A row built from a loop-class split is kept compact: the mask, where the tokens spelled in
+    the class end, and the sorted exceptions (every other allowed token with its own next
+    state). Tokens spelled in the class end in one ``default`` state (the loop), or, for a
+    counting chain (a string with ``maxLength``), in ``chain[char_count[t]]``: the state after
+    as many characters as the token has. ``ids``/``nexts`` are then spelled out on first use;
+    ``next_of`` never needs them.
     """
 
-    __slots__ = ("mask", "_ids", "_nexts", "default", "exc_ids", "exc_nexts")
+    __slots__ = ("mask", "_ids", "_nexts", "default", "exc_ids", "exc_nexts", "chain", "char_count", "_succ")
 
     def __init__(self, ids: np.ndarray | None, nexts: np.ndarray | None, mask: np.ndarray, default: int = -1,
-                 exc_ids: np.ndarray | None = None, exc_nexts: np.ndarray | None = None):
+                 exc_ids: np.ndarray | None = None, exc_nexts: np.ndarray | None = None,
+                 chain: np.ndarray | None = None, char_count: np.ndarray | None = None,
+                 succ: np.ndarray | None = None):
         self._ids, self._nexts, self.mask = ids, nexts, mask  # [k] int32, [k] int32, [ceil(V/32)] int32
         self.default, self.exc_ids, self.exc_nexts = default, exc_ids, exc_nexts  # compact form: [e] int32 each
+        self.chain, self.char_count = chain, char_count  # compact chain form: [n] int32, [V'] int16 (shared)
+        self._succ = succ  # chain form: its distinct next states, sorted
 
     @property
     def ids(self) -> np.ndarray:
@@ -77,7 +83,10 @@ class Row:
     def _spell_out(self) -> None:
         bits = np.unpackbits(self.mask.view(np.uint8), bitorder="little")
         ids = np.flatnonzero(bits).astype(np.int32)
-        nexts = np.full(len(ids), self.default, dtype=np.int32)
+        if self.chain is None:
+            nexts = np.full(len(ids), self.default, dtype=np.int32)
+        else:  # exceptions have no character count (-1): overwritten just below
+            nexts = self.chain[np.maximum(self.char_count[ids], 0)].astype(np.int32)
         nexts[np.searchsorted(ids, self.exc_ids)] = self.exc_nexts
         self._nexts = _readonly(nexts)  # (nexts first: ``ids`` set means both are)
         self._ids = _readonly(ids)
@@ -92,16 +101,21 @@ class Row:
             return -1
         exc = self.exc_ids
         i = int(exc.searchsorted(np.int32(token_id)))
-        return int(self.exc_nexts[i]) if i < len(exc) and exc[i] == token_id else self.default
+        if i < len(exc) and exc[i] == token_id:
+            return int(self.exc_nexts[i])
+        return self.default if self.chain is None else int(self.chain[self.char_count[token_id]])
 
     def successors(self) -> np.ndarray:
         """Distinct next states (sorted int32)."""
+        if self._succ is not None:
+            return self._succ
         if self._ids is not None:
             return np.unique(self._nexts)
         return np.unique(np.append(self.exc_nexts, np.int32(self.default)) if self.default >= 0 else self.exc_nexts)
 
     def __reduce__(self):
-        return Row, (self._ids, self._nexts, self.mask, self.default, self.exc_ids, self.exc_nexts)
+        return Row, (self._ids, self._nexts, self.mask, self.default, self.exc_ids, self.exc_nexts, self.chain,
+                     self.char_count, self._succ)
 
 
 class FSMTables(NamedTuple):
@@ -145,6 +159,7 @@ class TokenFSM:
         self._loop_bytes: dict[int, bytes] = {}  # state -> the bytes leading it to itself
         self._class_next: dict[tuple[int, bytes], int | None] = {}  # (state, class) -> uniform successor
         self._utf8_to: dict[tuple[int, int], bool] = {}  # (state, target): every non-ASCII character leads there
+        self._chain_at: dict[tuple[int, bytes], tuple[np.ndarray, int]] = {}  # (state, class) -> (chain, position)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -273,8 +288,8 @@ class TokenFSM:
                         if chain is None:
                             walked.append(s)
                         else:
-                            ids, nexts = chain_row(*chain, lambda: dfa.table, dfa.ensure, self._walk_bytes)
-                            self._rows[s] = self._make_row(s, ids, nexts)
+                            d, ids, nexts = chain_row(*chain, lambda: dfa.table, dfa.ensure, self._walk_bytes)
+                            self._rows[s] = self._make_chain_row(s, chain, d, ids, nexts)
                         continue
                     split, loop, skip = plan
                     ids, nexts = loop_row(split, s, loop, lambda: dfa.table, dfa.ensure, self._walk_bytes,
@@ -346,24 +361,41 @@ class TokenFSM:
         idx = np.flatnonzero(member[:0x80] if utf8 else member)  # bytes checked for one common successor
         need = int(max(split.inside_chars.max(initial=0), split.rest_chars.max(initial=0)))
         chain = np.full(need + 1, -1, dtype=np.int32)
-        x = chain[0] = state
-        for j in range(need):
+        chain[0], j = state, 0
+        found = self._chain_at.get((state, key))
+        if found is not None:  # a suffix of a chain built from an earlier state
+            arr, off = found
+            tail = arr[off : off + need + 1]
+            chain[: len(tail)] = tail
+            j = len(tail) - 1
+            if len(tail) >= 2 and tail[-1] == tail[-2]:  # ended in a loop
+                chain[j:] = tail[-1]
+                j = need
+        x = int(chain[j])
+        while j < need and x >= 0:
             nxt = self._class_next.get((x, key), UNKNOWN)
             if nxt == UNKNOWN:
                 move = dfa.expand(x)[idx]
                 nxt = self._class_next[(x, key)] = int(move[0]) if (move == move[0]).all() else None
             if nxt is None:
                 return None
-            if utf8 and j < split.utf8_depth:  # deeper, no token has a non-ASCII character in the class
-                if not (self._utf8_leads(x, nxt) if nxt >= 0 else (dfa.table[x, 0x80:] < 0).all()):
-                    return None
             chain[j + 1] = nxt
-            if nxt < 0:
-                break
             if nxt == x:  # the chain ends in a loop
                 chain[j + 1 :] = x
                 break
-            x = nxt
+            x, j = nxt, j + 1
+        if utf8:  # deeper than utf8_depth, no token has a non-ASCII character in the class
+            for j in range(min(split.utf8_depth, need)):
+                x, nxt = int(chain[j]), int(chain[j + 1])
+                if not (self._utf8_leads(x, nxt) if nxt >= 0 else (dfa.table[x, 0x80:] < 0).all()):
+                    return None
+                if nxt < 0 or nxt == x:
+                    break
+        at = self._chain_at
+        for j in range(1, need + 1):  # later states of the chain start from here
+            if chain[j] < 0 or chain[j] == chain[j - 1]:
+                break
+            at.setdefault((int(chain[j]), key), (chain, j))
         return split, chain
 
     def _utf8_leads(self, state: int, target: int) -> bool:
@@ -452,6 +484,22 @@ class TokenFSM:
         order = np.argsort(ids, kind="stable")
         ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
         return Row(None, None, _readonly(mask), default, _readonly(ids), _readonly(nexts))
+
+    def _make_chain_row(self, state: int, plan: tuple[LoopSplit, np.ndarray], d: int, ids: np.ndarray,
+                        nexts: np.ndarray) -> Row:
+        """Compact row of a counting chain (``loopclass.chain_row``): the inside tokens with fewer
+        than ``d`` characters end in ``chain[count]``; ``ids``/``nexts`` are the exceptions."""
+        split, chain = plan
+        mask = self._trie.shorter_mask(split, d).copy()  # [words] int32
+        ids, nexts = self._with_eos(state, ids, nexts)
+        bits = mask.view(np.uint32)
+        np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+        order = np.argsort(ids, kind="stable")
+        ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
+        counts = self._trie.inside_counts(split)
+        succ = np.unique(np.concatenate([chain[counts[counts < d]], nexts])).astype(np.int32)
+        return Row(None, None, _readonly(mask), -1, _readonly(ids), _readonly(nexts), _readonly(chain.copy()),
+                   split.char_count, _readonly(succ))
 
     def _loop_sets(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For expanded ``states``: [m, 4] uint64 sets of the bytes leading back to the same state,

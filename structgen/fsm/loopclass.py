@@ -55,6 +55,10 @@ class LoopSplit(NamedTuple):
     utf8_depth: 1 + the last character position where an inside token or a prefix holds a
         non-ASCII character (0 when none does): a chain checks non-ASCII moves only that deep.
     inside_mask: ``inside`` as a packed mask over the model's vocabulary size.
+    char_count: [V] int16, the characters of each inside token by id, -1 for every other id (a
+        compact chain row reads a token's end state as ``chain[char_count[t]]``).
+    shorter: cache of ``TokenTrie.shorter_mask`` (packed masks of the inside tokens with fewer than
+        ``d`` characters, by ``d``) and ``TokenTrie.inside_counts`` (key ``"counts"``).
     """
 
     inside: np.ndarray  # [k] int32
@@ -69,6 +73,8 @@ class LoopSplit(NamedTuple):
     rest_chars: np.ndarray  # [r] int64, aligned with ``rest_ids``
     utf8_depth: int
     inside_mask: np.ndarray | None = None  # [ceil(V/32)] int32 packed mask of ``inside`` (set by the trie)
+    char_count: np.ndarray | None = None  # [V] int16 (set by the trie)
+    shorter: dict | None = None  # d -> [ceil(V/32)] int32 (filled by the trie)
 
 
 def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: list[bytes],
@@ -171,13 +177,15 @@ def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.
 
 
 def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.ndarray], ensure: Callable,
-              walk: Callable[[int, bytes], int]) -> tuple[np.ndarray, np.ndarray]:
-    """Allowed token ids and their end states from ``chain[0]``, where every in-class character
-    (of ``split``'s class) leads ``chain[j]`` to ``chain[j + 1]`` (< 0: dead). ``chain`` has an
-    entry for every count in ``split.inside_chars`` and ``split.rest_chars``; other arguments as
-    for ``loop_row``."""
-    inside_end = chain[split.inside_chars]  # [k] inside token -> state after its characters
-    keep_in = inside_end >= 0
+              walk: Callable[[int, bytes], int]) -> tuple[int, np.ndarray, np.ndarray]:
+    """The row from ``chain[0]``, where every in-class character (of ``split``'s class) leads
+    ``chain[j]`` to ``chain[j + 1]`` (< 0: dead, and dead from there on), in compact form:
+    ``(d, ids, nexts)``. Every inside token with fewer than ``d`` characters is allowed and ends
+    in ``chain[split.char_count[t]]`` (the longer ones are dead); ``ids``/``nexts`` are the other
+    allowed tokens and their end states. ``chain`` has an entry for every count in
+    ``split.inside_chars`` and ``split.rest_chars``; other arguments as for ``loop_row``."""
+    dead = np.flatnonzero(chain < 0)
+    d = int(dead[0]) if len(dead) else len(chain)
     start = chain[split.rest_chars]  # [r] state each other token's suffix starts from
     alive = np.flatnonzero(start >= 0)
     key = (split.rest_suffix[alive] << 32) | start[alive].astype(np.int64)
@@ -186,9 +194,7 @@ def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.nda
     rest_end = np.full(len(start), -1, dtype=np.int32)
     rest_end[alive] = x[inverse.reshape(-1)]
     keep = rest_end >= 0
-    ids = np.concatenate([split.inside[keep_in], split.rest_ids[keep]])
-    nexts = np.concatenate([inside_end[keep_in].astype(np.int32), rest_end[keep]])
-    return ids, nexts
+    return d, split.rest_ids[keep], rest_end[keep]
 
 
 def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of: Callable[[], np.ndarray],

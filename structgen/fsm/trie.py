@@ -182,8 +182,31 @@ class TokenTrie:
                 member = np.unpackbits(np.frombuffer(key[0], dtype=np.uint8), bitorder="little").astype(bool)  # [256]
                 split = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes, self._valid_chars,
                                      member, key[1])
-                self._splits[key] = None if split is None else split._replace(inside_mask=self._pack(split.inside))
+                if split is not None:
+                    count = np.full(self._words * 32, -1, dtype=np.int16)  # [V'] characters of each inside token
+                    count[split.inside] = split.inside_chars
+                    count.flags.writeable = False
+                    split = split._replace(inside_mask=self._pack(split.inside), char_count=count,
+                                           shorter={})
+                self._splits[key] = split
             return self._splits[key]
+
+    def inside_counts(self, split: LoopSplit) -> np.ndarray:
+        """The distinct character counts of the inside tokens of ``split`` (sorted int64, memoised)."""
+        found = split.shorter.get("counts")
+        if found is None:
+            found = split.shorter["counts"] = np.unique(split.inside_chars)
+        return found
+
+    def shorter_mask(self, split: LoopSplit, d: int) -> np.ndarray:
+        """Packed mask ([ceil(V/32)] int32, read-only) of the inside tokens of ``split`` with fewer
+        than ``d`` characters (memoised on the split: a chain near its bound asks for each ``d``)."""
+        if d > int(split.inside_chars.max(initial=0)):
+            return split.inside_mask
+        found = split.shorter.get(d)
+        if found is None:
+            found = split.shorter[d] = self._pack(split.inside[split.inside_chars < d])
+        return found
 
     def first_byte_mask(self, first: np.ndarray) -> np.ndarray:
         """Packed mask ([ceil(V/32)] int32) of the tokens whose first byte is in ``first``."""

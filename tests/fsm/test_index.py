@@ -368,9 +368,18 @@ def test_counting_chain_rows_equal_naive_definition_on_random_vocabularies(const
     trie.trie_of(vocab)._splits.clear()
     fsm = fsm_of(constraint, vocab, eager=True, max_states=5000)
     assert len(seen) >= 3  # several states of the chain took the chain path
+    compact = [s for s in seen if fsm._rows[s].chain is not None and fsm._rows[s]._ids is None]
+    assert len(compact) >= 3  # kept as chain + character counts, not spelled out
+    clone = pickle.loads(pickle.dumps(fsm))
     for s in list(fsm._rows):
+        naive = naive_allowed(fsm, s)
+        # the compact form answers next_state from the chain without spelling its row out
+        steps = {t: fsm.next_state(s, t) for t in range(vocab.size)}
+        assert {t: n for t, n in steps.items() if n >= 0} == naive, s
+        assert set(fsm.successors(s).tolist()) == set(naive.values()), s
         got = dict(zip(fsm.allowed_tokens(s).tolist(), fsm.row(s).nexts.tolist()))
-        assert got == naive_allowed(fsm, s), s
+        assert got == naive, s
+        assert dict(zip(clone.allowed_tokens(s).tolist(), clone.row(s).nexts.tolist())) == naive, s
 
 
 @pytest.mark.parametrize("vocab_name", ["smollm2", "llama3"])
