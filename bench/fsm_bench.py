@@ -276,7 +276,7 @@ def pct(xs, q):
 
 def bench_engine(engine, tok, vocab, sample, timeout, strict):
     worker = Worker(engine, tok, vocab, strict)
-    ttfm, steps, rejected, n_inst, compiled, timeouts, fails = [], [], 0, 0, 0, 0, {}
+    ttfm, steps, rejected, n_inst, compiled, timeouts, fails, per = [], [], 0, 0, 0, 0, {}, {}
     for k, (sid, schema, instances) in enumerate(sample):
         if k and k % 100 == 0:
             print(f"    {engine}: {k}/{len(sample)} schemas", file=sys.stderr, flush=True)
@@ -291,25 +291,36 @@ def bench_engine(engine, tok, vocab, sample, timeout, strict):
         steps.extend(r["steps"])
         rejected += r["rejected"]
         n_inst += len(ids)
+        per[sid] = (r["ttfm"], r["steps"], r["rejected"], len(ids))
     worker.close()
     return {"engine": engine, "compiled": compiled, "timeouts": timeouts, "ttfm": ttfm, "steps": steps,
-            "rejected": rejected, "instances": n_inst, "fails": fails}
+            "rejected": rejected, "instances": n_inst, "fails": fails, "per_schema": per}
 
 
 def print_table(tokenizer, n, results):
     print(f"\n## tokenizer={tokenizer}  schemas={n}")
+    _table(results, n, lambda r: r["per_schema"], True)
+    if len(results) > 1:  # the same comparison restricted to what every engine compiled
+        common = set.intersection(*(set(r["per_schema"]) for r in results))
+        print(f"\nOn the {len(common)} schemas every engine above compiled:")
+        _table(results, len(common), lambda r: {k: v for k, v in r["per_schema"].items() if k in common}, False)
+    print("\nwhitespace: " + "; ".join(f"{r['engine']}: {WHITESPACE[r['engine']]}" for r in results))
+
+
+def _table(results, n, schemas_of, timeouts):
     head = ("engine", "compiled", "timeouts", "ttfm p50 ms", "ttfm p99 ms", "step mean us", "step p50 us",
             "step p99 us", "steps", "rejected/instances")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in results:
-        st = np.asarray(r["steps"]) * 1e6
-        tt = np.asarray(r["ttfm"]) * 1e3
-        row = (r["engine"], f"{r['compiled']}/{n}", str(r["timeouts"]), f"{pct(tt, 50):.2f}", f"{pct(tt, 99):.1f}",
+        per = schemas_of(r)
+        st = np.asarray([x for v in per.values() for x in v[1]]) * 1e6
+        tt = np.asarray([v[0] for v in per.values()]) * 1e3
+        rejected, instances = sum(v[2] for v in per.values()), sum(v[3] for v in per.values())
+        row = (r["engine"], f"{len(per)}/{n}", str(r["timeouts"]) if timeouts else "-", f"{pct(tt, 50):.2f}", f"{pct(tt, 99):.1f}",
                f"{st.mean() if len(st) else float('nan'):.1f}", f"{pct(st, 50):.1f}", f"{pct(st, 99):.1f}",
-               str(len(st)), f"{r['rejected']}/{r['instances']}")
+               str(len(st)), f"{rejected}/{instances}")
         print("| " + " | ".join(row) + " |")
-    print("\nwhitespace: " + "; ".join(f"{r['engine']}: {WHITESPACE[r['engine']]}" for r in results))
 
 
 def main(argv=None):
