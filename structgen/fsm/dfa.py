@@ -82,12 +82,14 @@ class ByteDFA:
         with self._lock:
             if self.table[state, 0] != UNKNOWN:
                 return self.table[state]
-            new_row = _DEAD_ROW.copy()  # [256] int32
-            pool = self.pool
+            new_row = _DEAD_ROW.copy()
+            pool, state_of, initial = self.pool, self._state_of, self.initial
+            has_bool, nullable = pool._has_bool, pool._nullable
             for mask, target in pool.row(self._expr[state]):
-                t = self._state_of.get(target)  # a state reached by a move was live when added
-                if t is None or t == self.initial:  # (the initial state was added unchecked)
-                    if not pool.is_live(target):
+                t = state_of.get(target)  # a state reached by a move was live when added
+                if t is None or t == initial:  # (the initial state was added unchecked)
+                    # rows leave NOTHING out: without AND/NOT, or nullable, a target is live
+                    if has_bool[target] and not nullable[target] and not pool.is_live(target):
                         continue
                     t = self._add(target)
                 if mask & (mask - 1):

@@ -481,8 +481,7 @@ class TokenFSM:
         np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
         other = nexts != default  # tokens ending in the loop need no exception (a key's subtrees: most)
         ids, nexts = ids[other], nexts[other]
-        order = np.argsort(ids, kind="stable")
-        ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
+        ids, nexts = _sorted_by_id(ids, nexts)
         return Row(None, None, _readonly(mask), default, _readonly(ids), _readonly(nexts))
 
     def _make_chain_row(self, state: int, plan: tuple[LoopSplit, np.ndarray], d: int, ids: np.ndarray,
@@ -494,8 +493,7 @@ class TokenFSM:
         ids, nexts = self._with_eos(state, ids, nexts)
         bits = mask.view(np.uint32)
         np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
-        order = np.argsort(ids, kind="stable")
-        ids, nexts = ids[order].astype(np.int32), nexts[order].astype(np.int32)
+        ids, nexts = _sorted_by_id(ids, nexts)
         counts = self._trie.inside_counts(split)
         succ = np.unique(np.concatenate([chain[counts[counts < d]], nexts])).astype(np.int32)
         return Row(None, None, _readonly(mask), -1, _readonly(ids), _readonly(nexts), _readonly(chain.copy()),
@@ -575,6 +573,14 @@ def _wide_successor(nexts: np.ndarray) -> int | None:
         return None
     targets, counts = np.unique(nexts, return_counts=True)
     return int(targets[np.argmax(counts)]) if counts.max() >= MIN_LOOP_BYTES else None
+
+
+def _sorted_by_id(ids: np.ndarray, nexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ids``/``nexts`` ordered by id, as int32 (no sort when already in order: a split's tokens are)."""
+    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
+        order = np.argsort(ids, kind="stable")
+        ids, nexts = ids[order], nexts[order]
+    return ids.astype(np.int32), nexts.astype(np.int32)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ class LoopSplit(NamedTuple):
     first: the first byte of each suffix (never in the class, so each suffix leaves the loop).
     in_loop: the suffix follows a non-empty in-class prefix (it starts in the looping state;
         else it is the whole token and starts in the state the row is computed for).
-    rest_ids: the other tokens; ``rest_suffix[i]`` indexes the suffix of ``rest_ids[i]``.
+    rest_ids: the other tokens, sorted; ``rest_suffix[i]`` indexes the suffix of ``rest_ids[i]``.
     grid, length: the suffixes' first ``GRID_WIDTH`` bytes, zero-padded, and their lengths (a
         vectorised walk feeds them column by column).
     inside_chars, rest_chars: the characters of each inside token and of each other token's
@@ -120,9 +120,10 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
         lead, ltok = lead[lead < limit[ltok]], ltok[lead < limit[ltok]]
         if len(lead):
             utf8_depth = int((cum[lead] - cum[starts[ltok]]).max()) + 1
-    return LoopSplit(order[in_pos][in_order].astype(np.int32), suffixes, first, in_loop, order[rest].astype(np.int32),
-                     suffix_of, grid.reshape(len(suffixes), width), length, inside_chars.astype(np.int64),
-                     rest_chars.astype(np.int64), utf8_depth)
+    by_id = np.argsort(order[rest], kind="stable")  # the other tokens in id order: rows built from them need no sort
+    return LoopSplit(order[in_pos][in_order].astype(np.int32), suffixes, first, in_loop,
+                     order[rest][by_id].astype(np.int32), suffix_of[by_id], grid.reshape(len(suffixes), width), length,
+                     inside_chars.astype(np.int64), rest_chars[by_id].astype(np.int64), utf8_depth)
 
 
 def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -49,7 +49,8 @@ class Derivatives:
             return ()
         if kind == _CONCAT:
             _, x, y = node
-            head = tuple((m, self._concat2(t, y)) for m, t in self.row(x))
+            cat = self._concat2
+            head = tuple([(m, y if t == EPS_ID else cat(t, y)) for m, t in self.row(x)])
             if not self._nullable[x]:
                 return head
             return self._merge([head, self.row(y)], self.alt_of)
