@@ -43,7 +43,9 @@ class LoopSplit(NamedTuple):
     """The tokens of a vocabulary split by one loop class ``(L, utf8)``.
 
     inside: token ids spelled only with the class (they end in the looping state), sorted.
-    suffixes: the distinct tails of the other tokens after their longest in-class prefix.
+    The other tokens are described by their *suffixes*, the distinct tails after their longest
+    in-class prefix (suffix ``i`` is row ``i`` of ``grid``/``length``/``first``/``in_loop``).
+    tails: the bytes past the grid's width of each suffix longer than it, by suffix.
     first: the first byte of each suffix (never in the class, so each suffix leaves the loop).
     in_loop: the suffix follows a non-empty in-class prefix (it starts in the looping state;
         else it is the whole token and starts in the state the row is computed for).
@@ -52,6 +54,8 @@ class LoopSplit(NamedTuple):
         vectorised walk feeds them column by column).
     inside_chars, rest_chars: the characters of each inside token and of each other token's
         in-class prefix (bytes, for a class without ``utf8``), for counting chains.
+    pair_suffix, pair_chars, rest_pair: the distinct (suffix, prefix characters) pairs of the
+        other tokens and each token's pair: a counting chain walks each pair once.
     utf8_depth: 1 + the last character position where an inside token or a prefix holds a
         non-ASCII character (0 when none does): a chain checks non-ASCII moves only that deep.
     inside_mask: ``inside`` as a packed mask over the model's vocabulary size.
@@ -62,7 +66,7 @@ class LoopSplit(NamedTuple):
     """
 
     inside: np.ndarray  # [k] int32
-    suffixes: list[bytes]
+    tails: dict[int, bytes]
     first: np.ndarray  # [u] int64
     in_loop: np.ndarray  # [u] bool
     rest_ids: np.ndarray  # [r] int32
@@ -71,6 +75,9 @@ class LoopSplit(NamedTuple):
     length: np.ndarray  # [u] int64
     inside_chars: np.ndarray  # [k] int64, aligned with ``inside``
     rest_chars: np.ndarray  # [r] int64, aligned with ``rest_ids``
+    pair_suffix: np.ndarray  # [q] int64
+    pair_chars: np.ndarray  # [q] int64
+    rest_pair: np.ndarray  # [r] int64, aligned with ``rest_ids``
     utf8_depth: int
     inside_mask: np.ndarray | None = None  # [ceil(V/32)] int32 packed mask of ``inside`` (set by the trie)
     char_count: np.ndarray | None = None  # [V] int16 (set by the trie)
@@ -93,37 +100,51 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
         return None
     inside = np.ones(len(toks), dtype=bool)
     inside[rest] = False
-    cut = (pos[first_at] - starts[rest]).tolist()  # length of each rest token's in-class prefix
-    index: dict[tuple[bytes, bool], int] = {}
-    suffix_of = np.fromiter((index.setdefault((toks[t][p:], p > 0), len(index)) for t, p in zip(rest.tolist(), cut)),
-                            dtype=np.int64, count=len(rest))
-    suffixes = [suf for suf, _ in index]
-    first = np.fromiter((suf[0] for suf in suffixes), dtype=np.int64, count=len(suffixes))
-    in_loop = np.fromiter((p for _, p in index), dtype=bool, count=len(suffixes))
-    length = np.fromiter((len(suf) for suf in suffixes), dtype=np.int64, count=len(suffixes))
-    width = min(GRID_WIDTH, int(length.max(initial=1)))
-    grid = np.frombuffer(b"".join(suf[:width].ljust(width, b"\0") for suf in suffixes), dtype=np.uint8)
+    cut = pos[first_at] - starts[rest]  # [r] length of each rest token's in-class prefix
+    ends = np.append(starts[1:], len(flat))
+    at = starts[rest] + cut  # [r] where each rest token's suffix starts in ``flat``
+    size = ends[rest] - at  # [r] >= 1
+    width = min(GRID_WIDTH, int(size.max(initial=1)))
+    col = np.arange(width)
+    padded = np.concatenate([flat, np.zeros(width, dtype=np.uint8)])
+    cells = np.where(col < size[:, None], padded[at[:, None] + col], 0).astype(np.uint8)  # [r, width]
+    # equal suffixes: same bytes (all in the grid when no longer than its width), length and start
+    # (after a prefix or not); a longer suffix keeps a key of its own (its row number)
+    own = np.where(size > width, np.arange(len(rest)), -1).astype(np.int64)
+    keys = np.concatenate([cells, size.astype("<u2").view(np.uint8).reshape(-1, 2), (cut > 0).astype(np.uint8)[:, None],
+                           own.astype("<i8").view(np.uint8).reshape(-1, 8)], axis=1)
+    _, rep, suffix_of = np.unique(np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel(),
+                                  return_index=True, return_inverse=True)
+    suffix_of = suffix_of.reshape(-1).astype(np.int64)
+    first = cells[rep, 0].astype(np.int64)
+    in_loop = cut[rep] > 0
+    length = size[rep].astype(np.int64)
+    grid = np.ascontiguousarray(cells[rep])
+    tails = {int(i): bytes(flat[at[r] + width : at[r] + size[r]]) for i, r in enumerate(rep.tolist()) if size[r] > width}
     # character counts: a byte starts a character unless it continues a non-ASCII one (utf8 only)
     starts_char = ~((flat >= 0x80) & (flat < 0xC0)) if utf8 else np.ones(len(flat), dtype=bool)
     cum = np.concatenate([[0], np.cumsum(starts_char)])  # [B + 1] characters before each byte
-    ends = np.append(starts[1:], len(flat))
     in_pos = np.flatnonzero(inside)
     in_order = np.argsort(order[in_pos], kind="stable")
     inside_chars = (cum[ends[in_pos]] - cum[starts[in_pos]])[in_order]
-    rest_chars = cum[starts[rest] + np.asarray(cut, dtype=np.int64)] - cum[starts[rest]]
+    rest_chars = cum[at] - cum[starts[rest]]
     utf8_depth = 0
     if utf8:  # the deepest non-ASCII lead byte inside a token's in-class part
         lead = np.flatnonzero(flat >= 0xC0)
         ltok = np.searchsorted(starts, lead, side="right") - 1
         limit = ends.copy()
-        limit[rest] = starts[rest] + np.asarray(cut, dtype=np.int64)
+        limit[rest] = at
         lead, ltok = lead[lead < limit[ltok]], ltok[lead < limit[ltok]]
         if len(lead):
             utf8_depth = int((cum[lead] - cum[starts[ltok]]).max()) + 1
     by_id = np.argsort(order[rest], kind="stable")  # the other tokens in id order: rows built from them need no sort
-    return LoopSplit(order[in_pos][in_order].astype(np.int32), suffixes, first, in_loop,
-                     order[rest][by_id].astype(np.int32), suffix_of[by_id], grid.reshape(len(suffixes), width), length,
-                     inside_chars.astype(np.int64), rest_chars[by_id].astype(np.int64), utf8_depth)
+    suffix_of, rest_chars = suffix_of[by_id], rest_chars[by_id].astype(np.int64)
+    span = int(rest_chars.max(initial=0)) + 1
+    pairs, rest_pair = np.unique(suffix_of * span + rest_chars, return_inverse=True)
+    return LoopSplit(order[in_pos][in_order].astype(np.int32), tails, first, in_loop,
+                     order[rest][by_id].astype(np.int32), suffix_of, grid, length,
+                     inside_chars.astype(np.int64), rest_chars, pairs // span, pairs % span,
+                     rest_pair.reshape(-1).astype(np.int64), utf8_depth)
 
 
 def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -169,7 +190,7 @@ def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.
     first_byte: [V] int16 first byte of each token id.
     """
     start = np.where(split.in_loop, loop, state)  # [u] state each suffix starts from
-    x = _walk_suffixes(split, np.arange(len(split.suffixes)), start, table_of, ensure, walk)
+    x = _walk_suffixes(split, np.arange(len(split.first)), start, table_of, ensure, walk)
     rest_end = x[split.rest_suffix]  # [r] end state of each other token, < 0 dead
     keep = rest_end >= 0
     if skip is not None:
@@ -187,20 +208,18 @@ def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.nda
     ``split.inside_chars`` and ``split.rest_chars``; other arguments as for ``loop_row``."""
     dead = np.flatnonzero(chain < 0)
     d = int(dead[0]) if len(dead) else len(chain)
-    start = chain[split.rest_chars]  # [r] state each other token's suffix starts from
+    start = chain[split.pair_chars]  # [q] state each distinct (suffix, prefix length) walk starts from
     alive = np.flatnonzero(start >= 0)
-    key = (split.rest_suffix[alive] << 32) | start[alive].astype(np.int64)
-    pairs, inverse = np.unique(key, return_inverse=True)  # distinct (suffix, start) walks
-    x = _walk_suffixes(split, pairs >> 32, (pairs & 0xFFFFFFFF).astype(np.int32), table_of, ensure, walk)
-    rest_end = np.full(len(start), -1, dtype=np.int32)
-    rest_end[alive] = x[inverse.reshape(-1)]
+    x = np.full(len(start), -1, dtype=np.int32)
+    x[alive] = _walk_suffixes(split, split.pair_suffix[alive], start[alive], table_of, ensure, walk)
+    rest_end = x[split.rest_pair]  # [r] end state of each other token, < 0 dead
     keep = rest_end >= 0
     return d, split.rest_ids[keep], rest_end[keep]
 
 
 def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of: Callable[[], np.ndarray],
                    ensure: Callable, walk: Callable[[int, bytes], int]) -> np.ndarray:
-    """[w] int32 end states of the suffixes ``split.suffixes[su[i]]`` fed from ``start[i]`` (< 0 dead):
+    """[w] int32 end states of the suffixes ``su[i]`` of ``split`` fed from ``start[i]`` (< 0 dead):
     the first ``GRID_WIDTH`` bytes column by column (compiled, walk by walk, when numba is
     there), the rest of a longer suffix with ``walk``."""
     if USE_JIT and trie_jit.AVAILABLE:
@@ -234,7 +253,7 @@ def _finish_long_suffixes(split: LoopSplit, su: np.ndarray, x: np.ndarray, walk:
     """Feed the bytes of each suffix past the grid's width with ``walk``."""
     width = split.grid.shape[1]
     for i in np.flatnonzero((x >= 0) & (split.length[su] > width)).tolist():
-        x[i] = walk(int(x[i]), split.suffixes[int(su[i])][width:])
+        x[i] = walk(int(x[i]), split.tails[int(su[i])])
     return x
 
 
