@@ -41,6 +41,7 @@ from .vocabulary import Vocabulary, vocabulary_of
 FORCED_LIMIT = 4096
 _WALK_BATCH = 32
 MIN_LOOP_BYTES = 16  # a state looping on fewer bytes (digits, whitespace) is walked through the trie
+BIG_WALK = 4096  # a walked row this large asks for the split its counting class was refused (``_chain_plan``)
 MAX_SKIP = 32  # most first bytes an entry into a loop may route elsewhere (see ``_loop_plan``)
 USE_JIT = True  # walk the trie with the compiled kernel when numba is installed (``trie_jit``)
 
@@ -160,6 +161,7 @@ class TokenFSM:
         self._class_next: dict[tuple[int, bytes], int | None] = {}  # (state, class) -> uniform successor
         self._utf8_to: dict[tuple[int, int], bool] = {}  # (state, target): every non-ASCII character leads there
         self._chain_at: dict[tuple[int, bytes], tuple[np.ndarray, int]] = {}  # (state, class) -> (chain, position)
+        self._refused: dict[int, tuple[np.ndarray, bool]] = {}  # state -> its counting class, whose split was refused
 
     # ------------------------------------------------------------------ public API
     @property
@@ -303,6 +305,9 @@ class TokenFSM:
                         sel = res.root == k
                         ids, nexts = self._trie.expand_ranges(res.lo[sel], res.hi[sel], res.state[sel])
                         self._rows[s] = self._make_row(s, ids, nexts)
+                        refused = self._refused.pop(s, None)
+                        if refused is not None and len(ids) > BIG_WALK:  # split that class after all
+                            self._trie.want_split(*refused)
             return [self._rows[s] for s in states]
 
     def _loop_plan(self, state: int) -> tuple[LoopSplit, int, np.ndarray | None] | None:
@@ -356,6 +361,7 @@ class TokenFSM:
         bits = np.packbits(member, bitorder="little").view(np.uint64)
         split = self._split_of(bits, utf8)
         if split is None:
+            self._refused[state] = (bits, utf8)
             return None
         key = bits.tobytes() + bytes([utf8])
         idx = np.flatnonzero(member[:0x80] if utf8 else member)  # bytes checked for one common successor

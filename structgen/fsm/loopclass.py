@@ -35,7 +35,10 @@ from .dfa import UNKNOWN, ByteDFA
 from .rx_derive import _BYTES, _CONCAT
 
 MIN_INSIDE_FRACTION = 0.5  # below this share of tokens resolved as inside, the trie walk is cheaper
+# ... unless the class already cost a big trie walk (``TokenTrie.want_split``): then down to this share
+LOW_INSIDE_FRACTION = 0.3
 GRID_WIDTH = 16  # suffix bytes walked with array operations; the rest of a longer suffix, one by one
+MAX_GATHER = 8192  # more other tokens than this: walk only the suffixes whose first byte is alive (``_live_walks``)
 USE_JIT = True  # walk the suffix grid with the compiled loop when numba is installed (``trie_jit``)
 
 
@@ -61,8 +64,9 @@ class LoopSplit(NamedTuple):
     inside_mask: ``inside`` as a packed mask over the model's vocabulary size.
     char_count: [V] int16, the characters of each inside token by id, -1 for every other id (a
         compact chain row reads a token's end state as ``chain[char_count[t]]``).
-    shorter: cache of ``TokenTrie.shorter_mask`` (packed masks of the inside tokens with fewer than
-        ``d`` characters, by ``d``) and ``TokenTrie.inside_counts`` (key ``"counts"``).
+    memo: arrays derived on first use: ``TokenTrie.shorter_mask`` (packed masks of the inside
+        tokens with fewer than ``d`` characters, key ``d``), ``TokenTrie.inside_counts`` (key
+        ``"counts"``) and the walk groups of ``_walk_groups`` (keys ``"loop"``, ``"chain"``).
     """
 
     inside: np.ndarray  # [k] int32
@@ -81,22 +85,25 @@ class LoopSplit(NamedTuple):
     utf8_depth: int
     inside_mask: np.ndarray | None = None  # [ceil(V/32)] int32 packed mask of ``inside`` (set by the trie)
     char_count: np.ndarray | None = None  # [V] int16 (set by the trie)
-    shorter: dict | None = None  # d -> [ceil(V/32)] int32 (filled by the trie)
+    memo: dict | None = None  # (set by the trie)
 
 
 def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: list[bytes],
-                 char_ok: Callable[[], np.ndarray], bits: np.ndarray, utf8: bool) -> LoopSplit | None:
+                 char_ok: Callable[[], np.ndarray], bits: np.ndarray, utf8: bool,
+                 min_fraction: float | None = None) -> LoopSplit | None:
     """Split the tokens ``toks`` (ids ``order``, bytes concatenated in ``flat`` from ``starts``) by
     the class ``bits`` ([256] bool; with ``utf8`` only its ASCII half is read). ``char_ok()``: [len(flat)]
     bool, the byte belongs to a complete valid UTF-8 character of its token. None when fewer than
-    ``MIN_INSIDE_FRACTION`` of the tokens are inside (the split would not pay for itself)."""
+    ``min_fraction`` (default ``MIN_INSIDE_FRACTION``) of the tokens are inside (the split would
+    not pay for itself)."""
     bad = ~bits[flat]  # [B] bool byte leaves the loop
     if utf8:
         bad = np.where(flat >= 0x80, ~char_ok(), bad)
     pos = np.flatnonzero(bad)
-    tok = np.searchsorted(starts, pos, side="right") - 1  # [nb] token (order position) of each bad byte
-    rest, first_at = np.unique(tok, return_index=True)
-    if len(toks) - len(rest) < MIN_INSIDE_FRACTION * len(toks):
+    tok = _token_of_byte(flat, starts)[pos]  # [nb] token (order position) of each bad byte, ascending
+    first_at = np.flatnonzero(np.diff(tok, prepend=-1))  # each rest token's first bad byte
+    rest = tok[first_at].astype(np.int64)
+    if len(toks) - len(rest) < (MIN_INSIDE_FRACTION if min_fraction is None else min_fraction) * len(toks):
         return None
     inside = np.ones(len(toks), dtype=bool)
     inside[rest] = False
@@ -120,10 +127,10 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
     in_loop = cut[rep] > 0
     length = size[rep].astype(np.int64)
     grid = np.ascontiguousarray(cells[rep])
-    tails = {int(i): bytes(flat[at[r] + width : at[r] + size[r]]) for i, r in enumerate(rep.tolist()) if size[r] > width}
+    tails = {int(i): bytes(flat[at[r] + width : at[r] + size[r]])
+             for i, r in zip(np.flatnonzero(length > width).tolist(), rep[length > width].tolist())}
     # character counts: a byte starts a character unless it continues a non-ASCII one (utf8 only)
-    starts_char = ~((flat >= 0x80) & (flat < 0xC0)) if utf8 else np.ones(len(flat), dtype=bool)
-    cum = np.concatenate([[0], np.cumsum(starts_char)])  # [B + 1] characters before each byte
+    cum = _char_positions(flat, utf8)  # [B + 1] characters before each byte
     in_pos = np.flatnonzero(inside)
     in_order = np.argsort(order[in_pos], kind="stable")
     inside_chars = (cum[ends[in_pos]] - cum[starts[in_pos]])[in_order]
@@ -145,6 +152,41 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
                      order[rest][by_id].astype(np.int32), suffix_of, grid, length,
                      inside_chars.astype(np.int64), rest_chars, pairs // span, pairs % span,
                      rest_pair.reshape(-1).astype(np.int64), utf8_depth)
+
+
+_CHAR_POSITIONS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # per vocabulary byte array: derived arrays
+
+
+def _token_of_byte(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """[len(flat)] int32: the token (position in ``starts``) each byte of ``flat`` belongs to (memoised)."""
+    key = (id(flat), "token")
+    found = _CHAR_POSITIONS.get(key)
+    if found is not None and found[0] is flat:
+        return found[1]
+    out = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(np.append(starts, len(flat))))
+    _remember(key, flat, out)
+    return out
+
+
+def _remember(key, flat: np.ndarray, value: np.ndarray) -> None:
+    if len(_CHAR_POSITIONS) >= 8:
+        _CHAR_POSITIONS.pop(next(iter(_CHAR_POSITIONS)))
+    _CHAR_POSITIONS[key] = (flat, value)
+
+
+def _char_positions(flat: np.ndarray, utf8: bool) -> np.ndarray:
+    """[len(flat) + 1] int32: the characters before each byte of ``flat`` (with ``utf8``, a byte
+    starts a character unless it continues a non-ASCII one; else every byte does). Memoised per
+    array (a vocabulary's bytes), for the few most recent ones."""
+    key = (id(flat), utf8)
+    found = _CHAR_POSITIONS.get(key)
+    if found is not None and found[0] is flat:
+        return found[1]
+    starts_char = ~((flat >= 0x80) & (flat < 0xC0)) if utf8 else np.ones(len(flat), dtype=bool)
+    cum = np.zeros(len(flat) + 1, dtype=np.int32)
+    np.cumsum(starts_char, out=cum[1:])
+    _remember(key, flat, cum)
+    return cum
 
 
 def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -189,13 +231,18 @@ def loop_row(split: LoopSplit, state: int, loop: int, table_of: Callable[[], np.
     walk(x, data): the DFA state after feeding ``data`` from ``x`` (< 0 once dead).
     first_byte: [V] int16 first byte of each token id.
     """
-    start = np.where(split.in_loop, loop, state)  # [u] state each suffix starts from
-    x = _walk_suffixes(split, np.arange(len(split.first)), start, table_of, ensure, walk)
-    rest_end = x[split.rest_suffix]  # [r] end state of each other token, < 0 dead
-    keep = rest_end >= 0
+    if len(split.rest_ids) > MAX_GATHER:
+        ids, nexts = _live_walks(split, "loop", np.asarray([state, loop], dtype=np.int32), table_of, ensure, walk)
+    else:
+        start = np.where(split.in_loop, loop, state)  # [u] state each suffix starts from
+        x = _walk_suffixes(split, np.arange(len(split.first)), start, table_of, ensure, walk)
+        rest_end = x[split.rest_suffix]  # [r] end state of each other token, < 0 dead
+        keep = rest_end >= 0
+        ids, nexts = split.rest_ids[keep], rest_end[keep]
     if skip is not None:
-        keep &= ~skip[first_byte[split.rest_ids]]
-    return split.rest_ids[keep], rest_end[keep]
+        keep = ~skip[first_byte[ids]]
+        ids, nexts = ids[keep], nexts[keep]
+    return ids, nexts
 
 
 def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.ndarray], ensure: Callable,
@@ -208,6 +255,8 @@ def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.nda
     ``split.inside_chars`` and ``split.rest_chars``; other arguments as for ``loop_row``."""
     dead = np.flatnonzero(chain < 0)
     d = int(dead[0]) if len(dead) else len(chain)
+    if len(split.rest_ids) > MAX_GATHER:
+        return d, *_live_walks(split, "chain", chain, table_of, ensure, walk)
     start = chain[split.pair_chars]  # [q] state each distinct (suffix, prefix length) walk starts from
     alive = np.flatnonzero(start >= 0)
     x = np.full(len(start), -1, dtype=np.int32)
@@ -215,6 +264,62 @@ def chain_row(split: LoopSplit, chain: np.ndarray, table_of: Callable[[], np.nda
     rest_end = x[split.rest_pair]  # [r] end state of each other token, < 0 dead
     keep = rest_end >= 0
     return d, split.rest_ids[keep], rest_end[keep]
+
+
+def _live_walks(split: LoopSplit, kind: str, start_of: np.ndarray, table_of: Callable[[], np.ndarray],
+                ensure: Callable, walk: Callable[[int, bytes], int]) -> tuple[np.ndarray, np.ndarray]:
+    """The other tokens of ``split`` that stay alive, and their end states (unsorted). A walk unit
+    (``kind`` "loop": a suffix, starting from ``start_of[in_loop]``; "chain": a (suffix, prefix
+    length ``p``) pair, starting from ``start_of[p]``) is walked only when its first byte is alive
+    from its start: units are grouped by (start, first byte), so a row costs the live groups'
+    units instead of every other token of the vocabulary (an alphanumeric class leaves ~70%)."""
+    gp, gb, gs, ge, order, su, tord, tstart = _walk_groups(split, kind)
+    st = start_of[gp]  # [g] start state of each group, < 0 dead
+    ok = st >= 0
+    if ok.any():
+        table = table_of()
+        if (table[st[ok], 0] == UNKNOWN).any():
+            ensure(np.unique(st[ok]))
+            table = table_of()
+        ok[ok] = table[st[ok], gb[ok]] >= 0
+    sel = np.flatnonzero(ok)
+    units = order[_ranges(gs[sel], ge[sel])]  # [w] units whose first byte is alive
+    x = _walk_suffixes(split, su[units], np.repeat(st[sel], ge[sel] - gs[sel]), table_of, ensure, walk)
+    alive = x >= 0
+    units, x = units[alive], x[alive]
+    count = tstart[units + 1] - tstart[units]
+    toks = tord[_ranges(tstart[units], tstart[units + 1])]
+    return split.rest_ids[toks], np.repeat(x, count).astype(np.int32)
+
+
+def _walk_groups(split: LoopSplit, kind: str):
+    """The walk units of ``split`` (see ``_live_walks``) grouped by (start, first byte), built once:
+    group start and first byte ([g] each), each group's range ``gs:ge`` in ``order`` (units sorted
+    by group), each unit's suffix, and the other tokens grouped by unit (``tord[tstart[u]:tstart[u + 1]]``)."""
+    found = split.memo.get(kind)
+    if found is None:
+        if kind == "chain":
+            start, su, token_unit = split.pair_chars, split.pair_suffix, split.rest_pair
+        else:
+            start, su, token_unit = split.in_loop.astype(np.int64), np.arange(len(split.first)), split.rest_suffix
+        key = start * 256 + split.first[su]
+        order = np.argsort(key, kind="stable")
+        groups, gs = np.unique(key[order], return_index=True)
+        ge = np.append(gs[1:], len(order))
+        tord = np.argsort(token_unit, kind="stable")
+        tstart = np.searchsorted(token_unit[tord], np.arange(len(su) + 1))
+        found = split.memo[kind] = (groups // 256, groups % 256, gs, ge, order, su, tord, tstart)
+    return found
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(lo[i], hi[i])`` for every ``i`` (int64)."""
+    size = hi - lo
+    total = int(size.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    offset = np.repeat(lo - np.concatenate([[0], np.cumsum(size)[:-1]]), size)
+    return offset + np.arange(total)
 
 
 def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of: Callable[[], np.ndarray],

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import trie_jit
 from .dfa import UNKNOWN
-from .loopclass import LoopSplit, split_tokens, valid_char_bytes
+from .loopclass import LOW_INSIDE_FRACTION, LoopSplit, split_tokens, valid_char_bytes
 from .vocabulary import Vocabulary
 
 SCALAR_TAIL = 512  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
@@ -74,7 +74,8 @@ class TokenTrie:
         self._build(self.sorted_bytes)
         self.first_byte = np.full(vocab.size, -1, dtype=np.int16)  # [V] first byte of each token id, -1 none
         self.first_byte[self.order] = self.flat[self.starts]
-        self._splits: dict[tuple[bytes, bool], LoopSplit | None] = {}
+        self._splits: dict[tuple, LoopSplit | None] = {}  # (class, utf8[, lower share]) -> split
+        self._wanted: set[tuple[bytes, bool]] = set()  # classes to split with the lower share (``want_split``)
         self._words = (vocab.size + 31) // 32
         self._first_masks: dict[int, np.ndarray] = {}  # first byte -> packed mask of the tokens starting with it
         self._char_ok: np.ndarray | None = None
@@ -170,8 +171,17 @@ class TokenTrie:
     def loop_split(self, bits: np.ndarray, utf8: bool) -> LoopSplit | None:
         """The split of the vocabulary by the loop class ``bits`` ([4] uint64 byte set, as
         ``walk``'s ``loops`` gives it) and ``utf8`` (see ``loopclass``), built once per class;
-        None when the class resolves too few tokens to beat the trie walk."""
+        None when the class resolves too few tokens to beat the trie walk: fewer than
+        ``MIN_INSIDE_FRACTION`` of them, or than ``LOW_INSIDE_FRACTION`` for a class that
+        ``want_split`` marked (its trie walks were big)."""
         key = (np.ascontiguousarray(bits, dtype=np.uint64).tobytes(), bool(utf8))
+        split = self._split(key)
+        if split is None and key in self._wanted:
+            split = self._split(key + (True,))
+        return split
+
+    def _split(self, key: tuple) -> LoopSplit | None:
+        """``loop_split`` for ``(class bytes, utf8[, True: with the lower share])``, memoised."""
         found = self._splits.get(key, _MISSING)
         if found is not _MISSING:
             return found
@@ -181,21 +191,26 @@ class TokenTrie:
                     self._splits.pop(next(iter(self._splits)))
                 member = np.unpackbits(np.frombuffer(key[0], dtype=np.uint8), bitorder="little").astype(bool)  # [256]
                 split = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes, self._valid_chars,
-                                     member, key[1])
+                                     member, key[1], LOW_INSIDE_FRACTION if len(key) > 2 else None)
                 if split is not None:
                     count = np.full(self._words * 32, -1, dtype=np.int16)  # [V'] characters of each inside token
                     count[split.inside] = split.inside_chars
                     count.flags.writeable = False
                     split = split._replace(inside_mask=self._pack(split.inside), char_count=count,
-                                           shorter={})
+                                           memo={})
                 self._splits[key] = split
             return self._splits[key]
 
+    def want_split(self, bits: np.ndarray, utf8: bool) -> None:
+        """Mark a class whose split was refused (too few inside tokens) but whose states cost big
+        trie walks: ``loop_split`` builds it with the lower share from now on."""
+        self._wanted.add((np.ascontiguousarray(bits, dtype=np.uint64).tobytes(), bool(utf8)))
+
     def inside_counts(self, split: LoopSplit) -> np.ndarray:
         """The distinct character counts of the inside tokens of ``split`` (sorted int64, memoised)."""
-        found = split.shorter.get("counts")
+        found = split.memo.get("counts")
         if found is None:
-            found = split.shorter["counts"] = np.unique(split.inside_chars)
+            found = split.memo["counts"] = np.unique(split.inside_chars)
         return found
 
     def shorter_mask(self, split: LoopSplit, d: int) -> np.ndarray:
@@ -203,9 +218,9 @@ class TokenTrie:
         than ``d`` characters (memoised on the split: a chain near its bound asks for each ``d``)."""
         if d > int(split.inside_chars.max(initial=0)):
             return split.inside_mask
-        found = split.shorter.get(d)
+        found = split.memo.get(d)
         if found is None:
-            found = split.shorter[d] = self._pack(split.inside[split.inside_chars < d])
+            found = split.memo[d] = self._pack(split.inside[split.inside_chars < d])
         return found
 
     def first_byte_mask(self, first: np.ndarray) -> np.ndarray:

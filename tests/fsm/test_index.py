@@ -291,9 +291,11 @@ def plain_row(fsm: TokenFSM, state: int):
                  marks=pytest.mark.skipif(not trie_jit.AVAILABLE, reason="numba missing"))])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("constraint", LOOP_CONSTRAINTS, ids=["string", "ascii-loop", "object-keys"])
+@pytest.mark.parametrize("max_gather", [8192, 0], ids=["gather", "grouped"])
 def test_loop_class_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, scalar_tail, jit, grid_width,
-                                                                        monkeypatch):
+                                                                        max_gather, monkeypatch):
     use_walk(monkeypatch, scalar_tail, jit)  # the walk of skipped first bytes, every way
+    monkeypatch.setattr(loopclass, "MAX_GATHER", max_gather)  # 0: only suffixes with a live first byte are walked
     monkeypatch.setattr(loopclass, "GRID_WIDTH", grid_width)  # narrow: suffixes finished byte by byte
     monkeypatch.setattr(loopclass, "MIN_INSIDE_FRACTION", 0.0)  # small vocabularies: split whatever the share
     seen = record_loop_rows(monkeypatch)
@@ -356,12 +358,14 @@ def record_chain_rows(monkeypatch) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("grid_width", [2, 16], ids=["narrow", "wide"])
+@pytest.mark.parametrize("grid_width,max_gather", [(2, 8192), (16, 8192), (2, 0)], ids=["narrow", "wide", "grouped"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("constraint", CHAIN_CONSTRAINTS, ids=["bounded-string", "schema-maxLength", "ascii-count",
                                                                      "ascii-after-first"])
-def test_counting_chain_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, grid_width, monkeypatch):
+def test_counting_chain_rows_equal_naive_definition_on_random_vocabularies(constraint, seed, grid_width, max_gather,
+                                                                            monkeypatch):
     monkeypatch.setattr(loopclass, "GRID_WIDTH", grid_width)
+    monkeypatch.setattr(loopclass, "MAX_GATHER", max_gather)
     monkeypatch.setattr(loopclass, "MIN_INSIDE_FRACTION", 0.0)
     seen = record_chain_rows(monkeypatch)
     vocab = random_vocab(seed)
@@ -400,6 +404,31 @@ def test_counting_chain_rows_equal_trie_walk_on_real_vocabularies(vocab_name, re
         ref = plain_row(fsm, st)
         assert fsm.allowed_tokens(st).tolist() == ref.ids.tolist() and fsm.row(st).nexts.tolist() == ref.nexts.tolist()
         assert (fsm.mask(st) == ref.mask).all()
+
+
+@pytest.mark.parametrize("max_gather", [8192, 0], ids=["gather", "grouped"])
+def test_narrow_counting_class_is_split_after_a_big_walk(smollm2_vocab, smollm2_tokenizer, max_gather, monkeypatch):
+    """Alphanumeric tokens are a minority of the vocabulary, so a state counting them is first
+    walked through the trie; its row is big, so the class is split after all (with the lower
+    share) and the next states of the chain take it. Rows equal the trie walk's either way."""
+    monkeypatch.setattr(loopclass, "MAX_GATHER", max_gather)
+    t = trie.trie_of(smollm2_vocab)
+    monkeypatch.setattr(t, "_splits", {})  # fresh splits and marks for this vocabulary, restored after
+    monkeypatch.setattr(t, "_wanted", set())
+    seen = record_chain_rows(monkeypatch)
+    fsm = fsm_of(Regex(r"[A-Za-z0-9]{0,40}(\.[a-z]{2,6})?"), smollm2_vocab)
+    s = fsm.initial_state
+    assert not seen and t._wanted  # the first state was walked, and its class marked
+    for tok in smollm2_tokenizer.encode("Hello42WorldAbc.com", add_special_tokens=False):
+        s = fsm.next_state(s, tok)
+        assert s >= 0
+        fsm.mask(s)
+    assert fsm.is_accepting(s) and len(seen) >= 2
+    for st in [fsm.initial_state] + seen:
+        ref = plain_row(fsm, st)
+        assert fsm.allowed_tokens(st).tolist() == ref.ids.tolist() and fsm.row(st).nexts.tolist() == ref.nexts.tolist()
+        assert (fsm.mask(st) == ref.mask).all()
+        assert all(fsm.next_state(st, int(i)) == int(n) for i, n in zip(ref.ids[::97], ref.nexts[::97]))
 
 
 @pytest.mark.skipif(not trie_jit.AVAILABLE, reason="numba missing")
