@@ -359,7 +359,7 @@ class TokenFSM:
         if utf8:
             member[0x80:] = True
         bits = np.packbits(member, bitorder="little").view(np.uint64)
-        split = self._split_of(bits, utf8)
+        split = self._split_of(bits, utf8, narrow=True)
         if split is None:
             self._refused[state] = (bits, utf8)
             return None
@@ -424,11 +424,13 @@ class TokenFSM:
         more_ids, more_nexts = trie.expand_ranges(res.lo, res.hi, res.state)
         return np.concatenate([ids, more_ids]), np.concatenate([nexts, more_nexts])
 
-    def _split_of(self, bits: np.ndarray, utf8: bool) -> LoopSplit | None:
-        """The vocabulary's split by a loop class, when the class is wide enough to be worth one."""
+    def _split_of(self, bits: np.ndarray, utf8: bool, narrow: bool = False) -> LoopSplit | None:
+        """The vocabulary's split by a loop class, when the class is wide enough to be worth one
+        (``narrow``: also one held by a minority of the tokens, split after a big walk; only a
+        counting chain gains from those: a looping state's trie walk resolves such subtrees whole)."""
         if not utf8 and int(np.unpackbits(bits.view(np.uint8)).sum()) < MIN_LOOP_BYTES:
             return None
-        return self._trie.loop_split(bits, utf8)
+        return self._trie.loop_split(bits, utf8, narrow)
 
     def _walk_bytes(self, state: int, data: bytes) -> int:
         """DFA state after ``data`` from ``state`` (< 0 once dead); runs of looping bytes are skipped

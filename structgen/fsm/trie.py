@@ -168,15 +168,15 @@ class TokenTrie:
         return below, kid_cont
 
     # ------------------------------------------------------------------ loop classes
-    def loop_split(self, bits: np.ndarray, utf8: bool) -> LoopSplit | None:
+    def loop_split(self, bits: np.ndarray, utf8: bool, narrow: bool = False) -> LoopSplit | None:
         """The split of the vocabulary by the loop class ``bits`` ([4] uint64 byte set, as
         ``walk``'s ``loops`` gives it) and ``utf8`` (see ``loopclass``), built once per class;
         None when the class resolves too few tokens to beat the trie walk: fewer than
-        ``MIN_INSIDE_FRACTION`` of them, or than ``LOW_INSIDE_FRACTION`` for a class that
-        ``want_split`` marked (its trie walks were big)."""
+        ``MIN_INSIDE_FRACTION`` of them, or, with ``narrow``, than ``LOW_INSIDE_FRACTION`` for a
+        class that ``want_split`` marked (its trie walks were big)."""
         key = (np.ascontiguousarray(bits, dtype=np.uint64).tobytes(), bool(utf8))
         split = self._split(key)
-        if split is None and key in self._wanted:
+        if split is None and narrow and key in self._wanted:
             split = self._split(key + (True,))
         return split
 
