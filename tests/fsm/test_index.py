@@ -424,9 +424,10 @@ def test_narrow_counting_class_is_split_after_a_big_walk(smollm2_vocab, smollm2_
         assert s >= 0
         fsm.mask(s)
     assert fsm.is_accepting(s) and len(seen) >= 2
-    for key in t._wanted:  # marked classes are split for chains; a looping state keeps its trie walk
-        bits = np.frombuffer(key[0], dtype=np.uint64)
-        assert t.loop_split(bits, key[1], narrow=True) is not None and t.loop_split(bits, key[1]) is None
+    marked = [(np.frombuffer(k[0], dtype=np.uint64), k[1]) for k in t._wanted]
+    narrow = [m for m in marked if t.loop_split(*m, narrow=True) is not None]
+    assert narrow  # the alphanumeric class at least (a rarer one may stay under the lower share too)
+    assert all(t.loop_split(*m) is None for m in narrow)  # a looping state keeps its trie walk
     for st in [fsm.initial_state] + seen:
         ref = plain_row(fsm, st)
         assert fsm.allowed_tokens(st).tolist() == ref.ids.tolist() and fsm.row(st).nexts.tolist() == ref.nexts.tolist()
