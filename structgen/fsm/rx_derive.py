@@ -57,7 +57,13 @@ class Derivatives:
         if kind == _ALT:
             return self._merge([self.row(x) for x in node[1]], self.alt_of)
         if kind == _AND:
-            return self._intersect([self.row(x) for x in node[1]])
+            parts = node[1]
+            if len(parts) == 2:  # x minus y (a key that is none of the declared names): no walk of NOT(y)'s row
+                for x, y in (parts, parts[::-1]):
+                    ny = self._nodes[y]
+                    if ny[0] == _NOT and self._nodes[x][0] != _NOT:
+                        return self._difference(self.row(x), self.row(ny[1]))
+            return self._intersect([self.row(x) for x in parts])
         if kind == _NOT:
             covered = 0
             out = []
@@ -138,6 +144,28 @@ class Derivatives:
             t = ts[0] if len(ts) == 1 else combine(ts)
             if t != NOTHING_ID:
                 out[t] = out.get(t, 0) | m
+        return tuple((m, t) for t, m in out.items())
+
+    def _difference(self, xrow: tuple[tuple[int, int], ...], yrow: tuple[tuple[int, int], ...]
+                    ) -> tuple[tuple[int, int], ...]:
+        """Row of ``AND(x, NOT(y))`` from the rows of ``x`` and ``y``: where ``y`` has no derivative
+        the target is ``x``'s own (``NOT(NOTHING)`` is universal), elsewhere ``x'`` minus ``y'``.
+        The same row as ``_intersect`` of ``x`` and ``NOT(y)``, without an ``and_`` per part of ``x``."""
+        ymask = 0
+        for m, _ in yrow:
+            ymask |= m
+        out: dict[int, int] = {}
+        for m, t in xrow:
+            rest = m & ~ymask
+            if rest:
+                out[t] = out.get(t, 0) | rest
+            if m & ymask:
+                for my, ty in yrow:
+                    inter = m & my
+                    if inter:
+                        d = self.and_(t, self.not_(ty))
+                        if d != NOTHING_ID:
+                            out[d] = out.get(d, 0) | inter
         return tuple((m, t) for t, m in out.items())
 
     def _intersect(self, rows: list[tuple[tuple[int, int], ...]]) -> tuple[tuple[int, int], ...]:
