@@ -109,6 +109,8 @@ class Derivatives:
             return ()
         if len(rows) == 1:
             return rows[0]
+        if len(rows) == 2 and (len(rows[0]) == 1 or len(rows[1]) == 1):  # one part into a row (a literal's byte)
+            return self._merge_one(*(rows if len(rows[0]) == 1 else rows[::-1]), combine)
         by_mask: dict[int, list[int]] = {}
         for r in rows:
             for m, t in r:
@@ -144,6 +146,27 @@ class Derivatives:
             t = ts[0] if len(ts) == 1 else combine(ts)
             if t != NOTHING_ID:
                 out[t] = out.get(t, 0) | m
+        return tuple((m, t) for t, m in out.items())
+
+    def _merge_one(self, one: tuple[tuple[int, int], ...], row: tuple[tuple[int, int], ...], combine
+                   ) -> tuple[tuple[int, int], ...]:
+        """``_merge`` of a one-part row into another: only the parts it overlaps are split."""
+        (m1, t1), = one
+        out: dict[int, int] = {}
+        covered = 0
+        for m, t in row:
+            inter = m & m1
+            if inter:
+                covered |= inter
+                both = combine([t1, t])
+                if both != NOTHING_ID:
+                    out[both] = out.get(both, 0) | inter
+                m ^= inter
+                if not m:
+                    continue
+            out[t] = out.get(t, 0) | m
+        if m1 & ~covered:
+            out[t1] = out.get(t1, 0) | (m1 & ~covered)
         return tuple((m, t) for t, m in out.items())
 
     def _difference(self, xrow: tuple[tuple[int, int], ...], yrow: tuple[tuple[int, int], ...]

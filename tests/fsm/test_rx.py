@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from collections import deque
 
@@ -111,6 +112,34 @@ def test_difference_rows_equal_intersection_with_the_complement(pool):
     assert checked > 100
     diff = pool.diff(xs[0], names)  # and the row of the AND node itself takes the fast path
     assert sorted(pool.row(diff)) == sorted(pool._intersect([pool.row(xs[0]), pool.row(pool.not_(names))]))
+
+
+def test_merged_rows_give_each_byte_the_union_of_its_targets(pool):
+    """``_merge`` (with its one-part fast path): disjoint masks, and each byte leads to the union
+    of the targets the merged rows give it."""
+    rng = random.Random(7)
+    atoms = [pool.literal(bytes([rng.randrange(97, 123)]) * rng.randrange(1, 4)) for _ in range(12)]
+
+    def random_row(k):
+        used, row = 0, []
+        for _ in range(k):
+            m = sum(1 << rng.randrange(256) for _ in range(rng.randrange(1, 40))) & ~used
+            if m:
+                used |= m
+                row.append((m, rng.choice(atoms)))
+        return tuple(row)
+
+    for _ in range(400):
+        rows = [random_row(rng.choice([1, 1, 2, 6])) for _ in range(rng.choice([2, 2, 3]))]
+        merged = pool._merge(rows, pool.alt_of)
+        seen = 0
+        for m, _ in merged:
+            assert not m & seen
+            seen |= m
+        for c in range(0, 256, 3):
+            want = [t for r in rows for m, t in r if m >> c & 1]
+            got = [t for m, t in merged if m >> c & 1]
+            assert got == ([pool.alt_of(want)] if want else [])
 
 
 def test_bounded_repeats(pool):
