@@ -150,12 +150,14 @@ def test_metrics_format_and_counts():
 
 
 def test_many_clients_run_concurrently():
-    rt = FakeRuntime(delay=0.01)
+    rt = FakeRuntime(delay=0.05)  # each request lasts ~0.5 s: long enough to overlap on a loaded machine
     with start_server(runtime=rt) as srv:
         results = []
+        ready = threading.Barrier(40)  # every client is set up before any request is sent
 
         def one(i):
             with httpx.Client(base_url=srv.url, timeout=30) as c:
+                ready.wait(timeout=30)
                 results.append(c.post(CHAT, json={"messages": [{"role": "user", "content": str(i)}],
                                                   "max_tokens": 10, "stream": i % 2 == 0}).status_code)
 
