@@ -160,7 +160,6 @@ class TokenFSM:
         self._loop_bytes: dict[int, bytes] = {}  # state -> the bytes leading it to itself
         self._class_next: dict[tuple[int, bytes], int | None] = {}  # (state, class) -> uniform successor
         self._utf8_to: dict[tuple[int, int], bool] = {}  # (state, target): every non-ASCII character leads there
-        self._chain_at: dict[tuple[int, bytes], tuple[np.ndarray, int]] = {}  # (state, class) -> (chain, position)
         self._refused: dict[int, tuple[np.ndarray, bool]] = {}  # state -> its counting class, whose split was refused
 
     # ------------------------------------------------------------------ public API
@@ -367,41 +366,24 @@ class TokenFSM:
         idx = np.flatnonzero(member[:0x80] if utf8 else member)  # bytes checked for one common successor
         need = int(max(split.inside_chars.max(initial=0), split.rest_chars.max(initial=0)))
         chain = np.full(need + 1, -1, dtype=np.int32)
-        chain[0], j = state, 0
-        found = self._chain_at.get((state, key))
-        if found is not None:  # a suffix of a chain built from an earlier state
-            arr, off = found
-            tail = arr[off : off + need + 1]
-            chain[: len(tail)] = tail
-            j = len(tail) - 1
-            if len(tail) >= 2 and tail[-1] == tail[-2]:  # ended in a loop
-                chain[j:] = tail[-1]
-                j = need
-        x = int(chain[j])
-        while j < need and x >= 0:
+        x = chain[0] = state
+        for j in range(need):
             nxt = self._class_next.get((x, key), UNKNOWN)
             if nxt == UNKNOWN:
                 move = dfa.expand(x)[idx]
                 nxt = self._class_next[(x, key)] = int(move[0]) if (move == move[0]).all() else None
             if nxt is None:
                 return None
+            if utf8 and j < split.utf8_depth:  # deeper, no token has a non-ASCII character in the class
+                if not (self._utf8_leads(x, nxt) if nxt >= 0 else (dfa.table[x, 0x80:] < 0).all()):
+                    return None
             chain[j + 1] = nxt
+            if nxt < 0:
+                break
             if nxt == x:  # the chain ends in a loop
                 chain[j + 1 :] = x
                 break
-            x, j = nxt, j + 1
-        if utf8:  # deeper than utf8_depth, no token has a non-ASCII character in the class
-            for j in range(min(split.utf8_depth, need)):
-                x, nxt = int(chain[j]), int(chain[j + 1])
-                if not (self._utf8_leads(x, nxt) if nxt >= 0 else (dfa.table[x, 0x80:] < 0).all()):
-                    return None
-                if nxt < 0 or nxt == x:
-                    break
-        at = self._chain_at
-        for j in range(1, need + 1):  # later states of the chain start from here
-            if chain[j] < 0 or chain[j] == chain[j - 1]:
-                break
-            at.setdefault((int(chain[j]), key), (chain, j))
+            x = nxt
         return split, chain
 
     def _utf8_leads(self, state: int, target: int) -> bool:

@@ -88,24 +88,27 @@ class LoopSplit(NamedTuple):
     memo: dict | None = None  # (set by the trie)
 
 
-def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: list[bytes],
-                 char_ok: Callable[[], np.ndarray], bits: np.ndarray, utf8: bool,
-                 min_fraction: float | None = None) -> LoopSplit | None:
-    """Split the tokens ``toks`` (ids ``order``, bytes concatenated in ``flat`` from ``starts``) by
-    the class ``bits`` ([256] bool; with ``utf8`` only its ASCII half is read). ``char_ok()``: [len(flat)]
-    bool, the byte belongs to a complete valid UTF-8 character of its token. None when fewer than
-    ``min_fraction`` (default ``MIN_INSIDE_FRACTION``) of the tokens are inside (the split would
-    not pay for itself)."""
+def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, token_of: np.ndarray,
+                 char_ok: Callable[[], np.ndarray], char_pos: Callable[[bool], np.ndarray], bits: np.ndarray,
+                 utf8: bool, min_fraction: float | None = None) -> LoopSplit | None:
+    """Split the tokens (ids ``order``, bytes concatenated in ``flat`` from ``starts``) by the
+    class ``bits`` ([256] bool; with ``utf8`` only its ASCII half is read). ``token_of``:
+    [len(flat)] the token (position in ``starts``) of each byte (``token_of_byte``). ``char_ok()``:
+    [len(flat)] bool, the byte belongs to a complete valid UTF-8 character of its token.
+    ``char_pos(utf8)``: [len(flat) + 1] the characters before each byte (``char_positions``). None
+    when fewer than ``min_fraction`` (default ``MIN_INSIDE_FRACTION``) of the tokens are inside (the
+    split would not pay for itself)."""
     bad = ~bits[flat]  # [B] bool byte leaves the loop
     if utf8:
         bad = np.where(flat >= 0x80, ~char_ok(), bad)
     pos = np.flatnonzero(bad)
-    tok = _token_of_byte(flat, starts)[pos]  # [nb] token (order position) of each bad byte, ascending
+    tok = token_of[pos]  # [nb] token (order position) of each bad byte, ascending
     first_at = np.flatnonzero(np.diff(tok, prepend=-1))  # each rest token's first bad byte
     rest = tok[first_at].astype(np.int64)
-    if len(toks) - len(rest) < (MIN_INSIDE_FRACTION if min_fraction is None else min_fraction) * len(toks):
+    n_tok = len(starts)
+    if n_tok - len(rest) < (MIN_INSIDE_FRACTION if min_fraction is None else min_fraction) * n_tok:
         return None
-    inside = np.ones(len(toks), dtype=bool)
+    inside = np.ones(n_tok, dtype=bool)
     inside[rest] = False
     cut = pos[first_at] - starts[rest]  # [r] length of each rest token's in-class prefix
     ends = np.append(starts[1:], len(flat))
@@ -130,7 +133,7 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
     tails = {int(i): bytes(flat[at[r] + width : at[r] + size[r]])
              for i, r in zip(np.flatnonzero(length > width).tolist(), rep[length > width].tolist())}
     # character counts: a byte starts a character unless it continues a non-ASCII one (utf8 only)
-    cum = _char_positions(flat, utf8)  # [B + 1] characters before each byte
+    cum = char_pos(utf8)  # [B + 1] characters before each byte
     in_pos = np.flatnonzero(inside)
     in_order = np.argsort(order[in_pos], kind="stable")
     inside_chars = (cum[ends[in_pos]] - cum[starts[in_pos]])[in_order]
@@ -138,7 +141,7 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
     utf8_depth = 0
     if utf8:  # the deepest non-ASCII lead byte inside a token's in-class part
         lead = np.flatnonzero(flat >= 0xC0)
-        ltok = np.searchsorted(starts, lead, side="right") - 1
+        ltok = token_of[lead]
         limit = ends.copy()
         limit[rest] = at
         lead, ltok = lead[lead < limit[ltok]], ltok[lead < limit[ltok]]
@@ -154,47 +157,27 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, toks: 
                      rest_pair.reshape(-1).astype(np.int64), utf8_depth)
 
 
-_CHAR_POSITIONS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # per vocabulary byte array: derived arrays
+def token_of_byte(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """[len(flat)] int32: the token (position in ``starts``) each byte of ``flat`` belongs to."""
+    return np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(np.append(starts, len(flat))))
 
 
-def _token_of_byte(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """[len(flat)] int32: the token (position in ``starts``) each byte of ``flat`` belongs to (memoised)."""
-    key = (id(flat), "token")
-    found = _CHAR_POSITIONS.get(key)
-    if found is not None and found[0] is flat:
-        return found[1]
-    out = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(np.append(starts, len(flat))))
-    _remember(key, flat, out)
-    return out
-
-
-def _remember(key, flat: np.ndarray, value: np.ndarray) -> None:
-    if len(_CHAR_POSITIONS) >= 8:
-        _CHAR_POSITIONS.pop(next(iter(_CHAR_POSITIONS)))
-    _CHAR_POSITIONS[key] = (flat, value)
-
-
-def _char_positions(flat: np.ndarray, utf8: bool) -> np.ndarray:
+def char_positions(flat: np.ndarray, utf8: bool) -> np.ndarray:
     """[len(flat) + 1] int32: the characters before each byte of ``flat`` (with ``utf8``, a byte
-    starts a character unless it continues a non-ASCII one; else every byte does). Memoised per
-    array (a vocabulary's bytes), for the few most recent ones."""
-    key = (id(flat), utf8)
-    found = _CHAR_POSITIONS.get(key)
-    if found is not None and found[0] is flat:
-        return found[1]
+    starts a character unless it continues a non-ASCII one; else every byte does)."""
     starts_char = ~((flat >= 0x80) & (flat < 0xC0)) if utf8 else np.ones(len(flat), dtype=bool)
     cum = np.zeros(len(flat) + 1, dtype=np.int32)
     np.cumsum(starts_char, out=cum[1:])
-    _remember(key, flat, cum)
     return cum
 
 
-def valid_char_bytes(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def valid_char_bytes(flat: np.ndarray, starts: np.ndarray, token_of: np.ndarray | None = None) -> np.ndarray:
     """[len(flat)] bool: the non-ASCII byte is part of a complete, valid UTF-8 character lying
     inside one token (tokens start at ``starts`` in ``flat``). Valid: no overlong form, no
-    surrogate, nothing past U+10FFFF (the forms ``_UTF8_FORMS`` lists)."""
+    surrogate, nothing past U+10FFFF (the forms ``_UTF8_FORMS`` lists). ``token_of``: the
+    ``token_of_byte`` array, when the caller has it."""
     n = len(flat)
-    tok = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))  # [n] token of each byte
+    tok = token_of_byte(flat, starts) if token_of is None else token_of  # [n] token of each byte
     b = np.concatenate([flat, np.zeros(3, np.uint8)]).astype(np.int16)  # [n + 3]
     lead, c1, c2, c3 = b[:n], b[1 : n + 1], b[2 : n + 2], b[3 : n + 3]
 

@@ -36,7 +36,8 @@ import numpy as np
 
 from . import trie_jit
 from .dfa import UNKNOWN
-from .loopclass import LOW_INSIDE_FRACTION, LoopSplit, split_tokens, valid_char_bytes
+from .loopclass import (LOW_INSIDE_FRACTION, LoopSplit, char_positions, split_tokens, token_of_byte,
+                        valid_char_bytes)
 from .vocabulary import Vocabulary
 
 SCALAR_TAIL = 512  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
@@ -79,6 +80,8 @@ class TokenTrie:
         self._words = (vocab.size + 31) // 32
         self._first_masks: dict[int, np.ndarray] = {}  # first byte -> packed mask of the tokens starting with it
         self._char_ok: np.ndarray | None = None
+        self._byte_token: np.ndarray | None = None  # see ``_token_of``
+        self._char_cum: dict[bool, np.ndarray] = {}  # see ``_char_pos``
         self._split_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
@@ -190,8 +193,8 @@ class TokenTrie:
                 if len(self._splits) >= MAX_SPLITS:
                     self._splits.pop(next(iter(self._splits)))
                 member = np.unpackbits(np.frombuffer(key[0], dtype=np.uint8), bitorder="little").astype(bool)  # [256]
-                split = split_tokens(self.flat, self.starts, self.order, self.sorted_bytes, self._valid_chars,
-                                     member, key[1], LOW_INSIDE_FRACTION if len(key) > 2 else None)
+                split = split_tokens(self.flat, self.starts, self.order, self._token_of(), self._valid_chars,
+                                     self._char_pos, member, key[1], LOW_INSIDE_FRACTION if len(key) > 2 else None)
                 if split is not None:
                     count = np.full(self._words * 32, -1, dtype=np.int16)  # [V'] characters of each inside token
                     count[split.inside] = split.inside_chars
@@ -242,8 +245,21 @@ class TokenTrie:
 
     def _valid_chars(self) -> np.ndarray:
         if self._char_ok is None:
-            self._char_ok = valid_char_bytes(self.flat, self.starts)
+            self._char_ok = valid_char_bytes(self.flat, self.starts, self._token_of())
         return self._char_ok
+
+    def _token_of(self) -> np.ndarray:
+        """[len(flat)] int32 token (sorted position) of each byte, built on first use."""
+        if self._byte_token is None:
+            self._byte_token = token_of_byte(self.flat, self.starts)
+        return self._byte_token
+
+    def _char_pos(self, utf8: bool) -> np.ndarray:
+        """[len(flat) + 1] int32 characters before each byte (``loopclass.char_positions``), built on first use."""
+        found = self._char_cum.get(utf8)
+        if found is None:
+            found = self._char_cum[utf8] = char_positions(self.flat, utf8)
+        return found
 
     # ------------------------------------------------------------------ the walk
     def walk(self, table_of: Callable[[], np.ndarray], ensure: Callable, loops: Callable, roots,
