@@ -103,7 +103,9 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, token_
         bad = np.where(flat >= 0x80, ~char_ok(), bad)
     pos = np.flatnonzero(bad)
     tok = token_of[pos]  # [nb] token (order position) of each bad byte, ascending
-    first_at = np.flatnonzero(np.diff(tok, prepend=-1))  # each rest token's first bad byte
+    starts_token = np.ones(len(tok), dtype=bool)
+    np.not_equal(tok[1:], tok[:-1], out=starts_token[1:])
+    first_at = np.flatnonzero(starts_token)  # each rest token's first bad byte
     rest = tok[first_at].astype(np.int64)
     n_tok = len(starts)
     if n_tok - len(rest) < (MIN_INSIDE_FRACTION if min_fraction is None else min_fraction) * n_tok:
@@ -117,15 +119,16 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, token_
     width = min(GRID_WIDTH, int(size.max(initial=1)))
     col = np.arange(width)
     padded = np.concatenate([flat, np.zeros(width, dtype=np.uint8)])
-    cells = np.where(col < size[:, None], padded[at[:, None] + col], 0).astype(np.uint8)  # [r, width]
+    cells = np.lib.stride_tricks.sliding_window_view(padded, width)[at]  # [r, width] copied rows
+    cells *= (col < size[:, None]).view(np.uint8)  # zero past each suffix's end
     # equal suffixes: same bytes (all in the grid when no longer than its width), length and start
     # (after a prefix or not); a longer suffix keeps a key of its own (its row number)
-    own = np.where(size > width, np.arange(len(rest)), -1).astype(np.int64)
-    keys = np.concatenate([cells, size.astype("<u2").view(np.uint8).reshape(-1, 2), (cut > 0).astype(np.uint8)[:, None],
-                           own.astype("<i8").view(np.uint8).reshape(-1, 8)], axis=1)
-    _, rep, suffix_of = np.unique(np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel(),
-                                  return_index=True, return_inverse=True)
-    suffix_of = suffix_of.reshape(-1).astype(np.int64)
+    own = np.where(size > width, np.arange(len(rest)) + 1, 0).astype(np.uint64)
+    words = -(-width // 8)
+    keys = np.zeros((len(rest), words + 1), dtype=np.uint64)  # [r, words + 1] the grid bytes, then the rest
+    keys.view(np.uint8)[:, :width] = cells
+    keys[:, words] = size.astype(np.uint64) | (cut > 0).astype(np.uint64) << np.uint64(16) | own << np.uint64(17)
+    rep, suffix_of = _unique_rows(keys)
     first = cells[rep, 0].astype(np.int64)
     in_loop = cut[rep] > 0
     length = size[rep].astype(np.int64)
@@ -135,7 +138,7 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, token_
     # character counts: a byte starts a character unless it continues a non-ASCII one (utf8 only)
     cum = char_pos(utf8)  # [B + 1] characters before each byte
     in_pos = np.flatnonzero(inside)
-    in_order = np.argsort(order[in_pos], kind="stable")
+    in_order = _id_order(order, in_pos)
     inside_chars = (cum[ends[in_pos]] - cum[starts[in_pos]])[in_order]
     rest_chars = cum[at] - cum[starts[rest]]
     utf8_depth = 0
@@ -147,7 +150,7 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, token_
         lead, ltok = lead[lead < limit[ltok]], ltok[lead < limit[ltok]]
         if len(lead):
             utf8_depth = int((cum[lead] - cum[starts[ltok]]).max()) + 1
-    by_id = np.argsort(order[rest], kind="stable")  # the other tokens in id order: rows built from them need no sort
+    by_id = _id_order(order, rest)  # the other tokens in id order: rows built from them need no sort
     suffix_of, rest_chars = suffix_of[by_id], rest_chars[by_id].astype(np.int64)
     span = int(rest_chars.max(initial=0)) + 1
     pairs, rest_pair = np.unique(suffix_of * span + rest_chars, return_inverse=True)
@@ -155,6 +158,47 @@ def split_tokens(flat: np.ndarray, starts: np.ndarray, order: np.ndarray, token_
                      order[rest][by_id].astype(np.int32), suffix_of, grid, length,
                      inside_chars.astype(np.int64), rest_chars, pairs // span, pairs % span,
                      rest_pair.reshape(-1).astype(np.int64), utf8_depth)
+
+
+_HASH_MULT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                       0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9],
+                      dtype=np.uint64)
+
+
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``keys`` ([n, k] uint64): ``(rep, inverse)``, ``rep[j]`` a row of distinct
+    row ``j`` and ``inverse[i]`` the distinct row of row ``i`` (int64). Rows are hashed to one
+    uint64 each (a sort of n integers instead of n byte strings); the result is checked row by row
+    and falls back to comparing whole rows if two different rows ever share a hash."""
+    n, k = keys.shape
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            h = (h ^ keys[:, j]) * _HASH_MULT[j % len(_HASH_MULT)]
+            h ^= h >> np.uint64(29)
+    perm = np.argsort(h)  # introsort: several times faster than the stable sort np.unique would use
+    hs = h[perm]
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(hs[1:], hs[:-1], out=new[1:])
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[perm] = np.cumsum(new) - 1
+    rep = perm[new]
+    if not (keys[rep[inverse]] == keys).all():  # a hash collision: compare the rows themselves
+        _, rep, inverse = np.unique(np.ascontiguousarray(keys).view(np.dtype((np.void, 8 * k))).ravel(),
+                                    return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1).astype(np.int64)
+    return rep, inverse
+
+
+def _id_order(order: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The permutation of ``pos`` (ascending positions in ``order``, a list of distinct token ids)
+    that sorts ``order[pos]`` by id, found with a scatter over the ids instead of a sort."""
+    ids = order[pos]
+    size = int(order.max(initial=-1)) + 1
+    where = np.full(size, -1, dtype=np.int64)
+    where[ids] = np.arange(len(ids))
+    return where[where >= 0]
 
 
 def token_of_byte(flat: np.ndarray, starts: np.ndarray) -> np.ndarray:

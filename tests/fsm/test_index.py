@@ -317,6 +317,27 @@ def test_loop_class_rows_equal_naive_definition_on_random_vocabularies(constrain
         assert dict(zip(clone.allowed_tokens(s).tolist(), clone.row(s).nexts.tolist())) == naive, s
 
 
+@pytest.mark.parametrize("collide", [False, True], ids=["hashed", "all-collide"])
+def test_unique_rows_groups_equal_rows(collide, monkeypatch):
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 4, size=(500, 3)).astype(np.uint64)  # many repeats
+    keys[::7, 2] = np.uint64(2**63 + 5)  # high bits take part too
+    if collide:  # every row hashes alike: the byte comparison must still separate them
+        monkeypatch.setattr(loopclass, "_HASH_MULT", np.zeros(8, dtype=np.uint64))
+    rep, inverse = loopclass._unique_rows(keys)
+    assert (keys[rep[inverse]] == keys).all()  # each row's representative equals it
+    distinct = {tuple(r) for r in keys.tolist()}
+    assert len(rep) == len(distinct) == len({tuple(r) for r in keys[rep].tolist()})
+
+
+def test_id_order_sorts_a_subset_of_a_permutation_by_id():
+    rng = np.random.default_rng(4)
+    order = rng.permutation(1000).astype(np.int32)[:900]  # some ids are not walkable
+    pos = np.sort(rng.choice(900, size=300, replace=False))
+    got = loopclass._id_order(order, pos)
+    assert got.tolist() == np.argsort(order[pos], kind="stable").tolist()
+
+
 def test_loop_class_rows_equal_trie_walk_on_a_real_vocabulary(smollm2_vocab, smollm2_tokenizer, monkeypatch):
     text = '{"name": "Zoë \\"日本\\" é", "age": 31, "nickname": "x y", "a": "🎉\\n", "n": "3"}'
     seen = record_loop_rows(monkeypatch)
