@@ -6,7 +6,9 @@ each tokenizer, every engine:
   2. walks the tokenizer's own encoding of each valid instance (``json.dumps(v,
      ensure_ascii=False)``): per token, compute the mask of the current state and advance
      with the token (one "step"); at the end, one more mask and the check that EOS is allowed;
-  3. counts an error when a valid instance is rejected (a token not allowed, or no EOS at the end).
+  3. counts an error when a valid instance is rejected (a token not allowed, or no EOS at the end);
+  4. walks the encoding of each invalid instance the same way (not timed) and counts an error
+     when the engine accepts it whole.
 "schema total" is what one schema costs an engine in all: its time to first mask plus every step of
 its instances (an engine that precomputes at compile time pays there, a lazy one in its steps).
 
@@ -199,7 +201,7 @@ def _worker(conn, engine_name, tok, vocab, strict):
         job = conn.recv()
         if job is None:
             return
-        schema, instances = job
+        schema, instances, invalid = job
         try:
             t0 = time.perf_counter()
             handle = engine.compile(schema)
@@ -216,7 +218,13 @@ def _worker(conn, engine_name, tok, vocab, strict):
                 times, accepted = [], False
             steps.extend(times)
             rejected += not accepted
-        conn.send({"ok": True, "ttfm": ttfm, "steps": steps, "rejected": rejected})
+        wrongly = 0  # invalid instances accepted (their steps are not timed)
+        for ids in invalid:
+            try:
+                wrongly += engine.walk(handle, ids)[1]
+            except Exception as e:  # noqa: BLE001 - an engine that fails on a wrong token rejects it
+                print(f"{engine_name}: walk failed: {type(e).__name__}: {e}", file=sys.stderr)
+        conn.send({"ok": True, "ttfm": ttfm, "steps": steps, "rejected": rejected, "invalid_accepted": wrongly})
 
 
 class Worker:
@@ -235,8 +243,8 @@ class Worker:
         if not self.conn.poll(600) or self.conn.recv() != "ready":
             raise RuntimeError(f"{self.args[0]} worker failed to start")
 
-    def run(self, schema, instances, timeout):
-        self.conn.send((schema, instances))
+    def run(self, schema, instances, invalid, timeout):
+        self.conn.send((schema, instances, invalid))
         if self.conn.poll(timeout):
             try:
                 return self.conn.recv()
@@ -253,13 +261,16 @@ class Worker:
 
 
 # ---------------------------------------------------------------------------------- driver
-def load_sample(n: int, seed: int, max_instances: int):
+def load_sample(n: int, seed: int, max_instances: int, with_invalid: bool = False):
+    """``n`` seeded MaskBench schemas with a valid instance: ``(id, schema, valid[:max_instances])``,
+    plus ``invalid[:max_instances]`` as a fourth item with ``with_invalid`` (same sample either way)."""
     items = []
     for f in sorted(DATA.glob("*.jsonl")):
         for line in f.open():
             d = json.loads(line)
             if d["valid"]:
-                items.append((d["id"], d["schema"], d["valid"][:max_instances]))
+                extra = (d.get("invalid", [])[:max_instances],) if with_invalid else ()
+                items.append((d["id"], d["schema"], d["valid"][:max_instances], *extra))
     random.Random(seed).shuffle(items)
     return items[:n]
 
@@ -277,20 +288,21 @@ def pct(xs, q):
 
 
 def bench_engine(engine, tok, vocab, sample, timeout, strict):
-    """Run ``engine`` on the sample: per compiled schema ``(ttfm, step times, rejected, instances)``,
-    plus the timeouts and the compile failures."""
+    """Run ``engine`` on the sample: per compiled schema ``(ttfm, step times, valid rejected, valid
+    instances, invalid accepted, invalid instances)``, plus the timeouts and the compile failures."""
     worker = Worker(engine, tok, vocab, strict)
     timeouts, fails, per = 0, {}, {}
-    for k, (sid, schema, instances) in enumerate(sample):
+    for k, (sid, schema, instances, invalid) in enumerate(sample):
         if k and k % 100 == 0:
             print(f"    {engine}: {k}/{len(sample)} schemas", file=sys.stderr, flush=True)
         ids = [tok.encode(json.dumps(v, ensure_ascii=False), add_special_tokens=False) for v in instances]
-        r = worker.run(schema, ids, timeout)
+        bad = [tok.encode(json.dumps(v, ensure_ascii=False), add_special_tokens=False) for v in invalid]
+        r = worker.run(schema, ids, bad, timeout)
         if not r["ok"]:
             timeouts += bool(r.get("timeout"))
             fails[sid] = r["error"]
             continue
-        per[sid] = (r["ttfm"], r["steps"], r["rejected"], len(ids))
+        per[sid] = (r["ttfm"], r["steps"], r["rejected"], len(ids), r["invalid_accepted"], len(bad))
     worker.close()
     return {"engine": engine, "timeouts": timeouts, "fails": fails, "per_schema": per}
 
@@ -307,7 +319,8 @@ def print_table(tokenizer, n, results):
 
 def _table(results, n, schemas_of, timeouts):
     head = ("engine", "compiled", "timeouts", "ttfm p50 ms", "ttfm p99 ms", "step mean us", "step p50 us",
-            "step p99 us", "schema total mean ms", "schema total p50 ms", "steps", "rejected/instances")
+            "step p99 us", "schema total mean ms", "schema total p50 ms", "steps", "valid rejected",
+            "invalid accepted")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in results:
@@ -316,9 +329,11 @@ def _table(results, n, schemas_of, timeouts):
         tt = np.asarray([v[0] for v in per.values()]) * 1e3
         total = np.asarray([v[0] + sum(v[1]) for v in per.values()]) * 1e3  # first mask + every step, per schema
         rejected, instances = sum(v[2] for v in per.values()), sum(v[3] for v in per.values())
+        accepted, invalid = sum(v[4] for v in per.values()), sum(v[5] for v in per.values())
         row = (r["engine"], f"{len(per)}/{n}", str(r["timeouts"]) if timeouts else "-", f"{pct(tt, 50):.2f}", f"{pct(tt, 99):.1f}",
                f"{st.mean() if len(st) else float('nan'):.1f}", f"{pct(st, 50):.1f}", f"{pct(st, 99):.1f}",
-               f"{total.mean() if len(total) else float('nan'):.2f}", f"{pct(total, 50):.2f}", str(len(st)), f"{rejected}/{instances}")
+               f"{total.mean() if len(total) else float('nan'):.2f}", f"{pct(total, 50):.2f}", str(len(st)), f"{rejected}/{instances}",
+               f"{accepted}/{invalid}")
         print("| " + " | ".join(row) + " |")
 
 
@@ -326,16 +341,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=500, help="number of schemas in the sample")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-instances", type=int, default=3, help="valid instances walked per schema")
+    ap.add_argument("--max-instances", type=int, default=3, help="valid (timed) and invalid (checked) instances walked per schema")
     ap.add_argument("--tokenizer", default="smollm2,llama3", help="comma list of smollm2, llama3")
     ap.add_argument("--engines", default="structgen,outlines,xgrammar,llguidance")
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds per schema and engine")
     ap.add_argument("--lenient", action="store_true", help="structgen strict=False (drop unsupported keywords)")
     ap.add_argument("--show-failures", type=int, default=0, help="print this many compile failures per engine")
     args = ap.parse_args(argv)
-    sample = load_sample(args.n, args.seed, args.max_instances)
+    sample = load_sample(args.n, args.seed, args.max_instances, with_invalid=True)
     print(f"# MaskBench sample: {len(sample)} schemas (seed {args.seed}), up to {args.max_instances} valid "
-          f"instances each; timeout {args.timeout}s; {os.cpu_count()} CPUs")
+          f"and {args.max_instances} invalid instances each; timeout {args.timeout}s; {os.cpu_count()} CPUs")
     for tname in args.tokenizer.split(","):
         tok, vocab = load_tokenizer(tname)
         results = []
