@@ -12,9 +12,13 @@ U-encoding of exactly the accepted values.
 syntax with ECMA meanings (``\\d`` = ``[0-9]``, ``\\w`` = ``[A-Za-z0-9_]``, ECMA ``\\s``, ``.``
 excludes the four line terminators, ``^``/``$`` only at the ends of the string) and the result
 is wrapped in ``(?s:.)*(?:...)(?s:.)*``. ``\\p{...}`` property escapes raise ``SchemaError``.
+Inside a class, ``\\D``/``\\W``/``\\S`` are resolved by set arithmetic when the class closes
+(``_negated_class``).
 """
 
 from __future__ import annotations
+
+import re
 
 from ..errors import RegexError, SchemaError
 from . import rx
@@ -37,6 +41,7 @@ def translate_ecma(pattern: str, pointer: str) -> str:
     """Rewrite an ECMA-262 regex into Python ``re`` syntax with the same (search) meaning."""
     out: list[str] = []
     i, n, in_class = 0, len(pattern), False
+    class_at, negated = 0, []  # where the open class starts in ``out``; its \\D \\W \\S escapes
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
@@ -44,9 +49,9 @@ def translate_ecma(pattern: str, pointer: str) -> str:
             if e in _CLASS:
                 whole, inner = _CLASS[e]
                 if in_class and inner is None:
-                    raise SchemaError(f"negated class escape \\{e} inside [...] is not supported",
-                                      keyword="pattern", pointer=pointer)
-                out.append(inner if in_class else whole)
+                    negated.append(_CLASS[e.lower()][1])  # set arithmetic when the class closes
+                else:
+                    out.append(inner if in_class else whole)
             elif e in "pP":
                 raise SchemaError("Unicode property escapes (\\p{...}) are not supported",
                                   keyword="pattern", pointer=pointer)
@@ -64,13 +69,18 @@ def translate_ecma(pattern: str, pointer: str) -> str:
         if in_class:
             if c == "]":
                 in_class = False
+                if negated:
+                    out[class_at:] = [_negated_class(out[class_at:], negated)]
+                    negated = []
+                    i += 1
+                    continue
             elif c == "[":
                 out.append("\\[")
                 i += 1
                 continue
             out.append(c)
         elif c == "[":
-            in_class = True
+            in_class, class_at = True, len(out)
             if pattern.startswith("[^]", i):
                 out.append("(?s:.)")
                 in_class = False
@@ -98,6 +108,41 @@ def translate_ecma(pattern: str, pointer: str) -> str:
         else:
             out.append(c)
         i += 1
+    return "".join(out)
+
+
+def _negated_class(parts: list[str], negated: list[str]) -> str:
+    """A Python class equal to the ECMA class whose translated text is ``parts`` (``[``, maybe
+    ``^``, its other items) plus the negated escapes ``negated`` (their positive sets, e.g. the
+    digits for ``\\D``). ``[P\\D]`` = P or a non-digit = everything but the digits outside P;
+    ``[^P\\D]`` = the digits outside P. The positive sets are small, so that remainder is listed
+    character by character (membership in P decided by Python's own ``re``)."""
+    inverted = len(parts) > 1 and parts[1] == "^"
+    body = "".join(parts[2:] if inverted else parts[1:])
+    common = None
+    for inner in negated:
+        chars = set(_expand_set(inner))
+        common = chars if common is None else common & chars
+    inside = re.compile(f"[{body}]") if body else None
+    rest = sorted(ch for ch in common if inside is None or not inside.fullmatch(ch))
+    listed = "".join(f"\\U{ord(ch):08x}" for ch in rest)
+    if inverted:  # only these characters
+        return f"[{listed}]" if listed else "[^\\s\\S]"
+    return f"[^{listed}]" if listed else "(?s:.)"
+
+
+def _expand_set(inner: str) -> str:
+    """The characters of a class body made of single characters and ``a-b`` ranges (one of the
+    positive sets of ``_CLASS``)."""
+    text = inner.encode().decode("unicode_escape") if "\\" in inner else inner
+    out, i = [], 0
+    while i < len(text):
+        if i + 2 < len(text) and text[i + 1] == "-":
+            out.extend(chr(c) for c in range(ord(text[i]), ord(text[i + 2]) + 1))
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
     return "".join(out)
 
 

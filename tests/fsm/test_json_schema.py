@@ -42,6 +42,13 @@ CASES = [
     ({"type": "string", "pattern": "\\d+"}, ["x12y", "5"], ["abc", "٣"]),
     ({"type": "string", "pattern": "^[a-z]+$"}, ["abc", Raw('"\\u0061b"')], ["ab1", "Ab", ""]),
     ({"type": "string", "pattern": "a|^b"}, ["xa", "bx"], ["xb"]),
+    # negated class escapes inside a class, ECMA sets (U+FEFF is ECMA whitespace, U+001C is not)
+    ({"type": "string", "pattern": "^[\\S]+$"}, ["ab", "\x1c"], ["a b", "\ufeff", "a\tb", ""]),
+    ({"type": "string", "pattern": "^[^\\S]+$"}, [" ", "\ufeff\t"], ["a", " a", "\x1c"]),
+    ({"type": "string", "pattern": "^[1-3\\D]$"}, ["x", "2", "é"], ["5", "0", "ab"]),
+    ({"type": "string", "pattern": "^[^a-z\\W]$"}, ["A", "7", "_"], ["a", "-", "é"]),
+    ({"type": "string", "pattern": "^[\\s\\S]$"}, ["a", " ", "\n"], ["", "ab"]),
+    ({"type": "string", "pattern": "^[^\\s\\S]?$"}, [""], ["a", " "]),
     ({"type": "string", "format": "date"}, ["2020-02-29", "2021-12-31"], ["2021-02-29", "2020-13-01", "2020-1-1"]),
     ({"type": "string", "format": "date-time"}, ["2020-01-01T10:20:30Z", "2020-01-01t10:20:30.5+02:00"], ["2020-01-01 10:20:30Z", "2020-01-01T25:00:00Z"]),
     ({"type": "string", "format": "email"}, ["a.b@example.com"], ["a..b@example.com", "@x.com", "ab"]),
@@ -372,3 +379,17 @@ def test_complemented_object_excludes_escaped_spellings_of_declared_keys(order):
     dfa = compile_bytes(JsonSchema(schema, property_order=order))
     assert not dfa.matches('{"a": 1}') and not dfa.matches('{"\\u0061": 1}')  # both spell {"a": 1}
     assert dfa.matches('{"\\u0061": "x"}') and dfa.matches('{"b": 1}') and dfa.matches("{}")
+
+
+def test_class_escape_sets_list_exactly_their_characters():
+    import re
+
+    from structgen.fsm import json_strings
+
+    for letter in "dws":
+        inner = json_strings._CLASS[letter][1]
+        chars = json_strings._expand_set(inner)
+        assert len(set(chars)) == len(chars)
+        assert all(re.fullmatch(f"[{inner}]", ch) for ch in chars)
+        assert sum(bool(re.fullmatch(f"[{inner}]", chr(c))) for c in range(0x10000)) == len(chars)
+
