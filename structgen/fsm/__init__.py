@@ -15,8 +15,17 @@ from ..constraints import Choice, JsonSchema, PydanticModel, Regex, as_constrain
 from ..errors import ConstraintError
 from .dfa import ByteDFA
 from .rx import ExprPool
+from .vocabulary import Vocabulary
 
-__all__ = ["compile", "compile_bytes", "build_expression", "ByteDFA", "ExprPool"]
+__all__ = ["compile", "compile_bytes", "build_expression", "ByteDFA", "ExprPool", "TokenFSM", "Vocabulary"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TokenFSM":  # imported on first use: the token level loads numba's compiled walk
+        from .index import TokenFSM
+
+        return TokenFSM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_expression(constraint: Any, pool: ExprPool) -> int:

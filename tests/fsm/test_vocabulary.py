@@ -120,3 +120,16 @@ def test_unmappable_tokenizer_raises_tokenizer_error():
 def test_vocabulary_of_memoises_per_tokenizer(smollm2_tokenizer, toy_vocab):
     assert vocabulary_of(toy_vocab) is toy_vocab
     assert vocabulary_of(smollm2_tokenizer) is vocabulary_of(smollm2_tokenizer)
+
+
+def test_public_names_of_the_fsm_package(smollm2_tokenizer):
+    import structgen.fsm as fsm_pkg
+    from structgen.fsm import TokenFSM
+    from structgen.fsm import Vocabulary as PublicVocabulary
+
+    assert PublicVocabulary is Vocabulary and set(fsm_pkg.__all__) >= {"compile", "TokenFSM", "Vocabulary"}
+    vocab = PublicVocabulary.from_tokenizer(smollm2_tokenizer)
+    fsm = fsm_pkg.compile({"enum": ["a", "b"]}, vocab)  # a Vocabulary wherever a tokenizer is accepted
+    assert isinstance(fsm, TokenFSM) and fsm.matches('"b"') and not fsm.matches('"c"')
+    with pytest.raises(AttributeError):
+        fsm_pkg.NoSuchName  # noqa: B018
