@@ -41,7 +41,7 @@ def translate_ecma(pattern: str, pointer: str) -> str:
     """Rewrite an ECMA-262 regex into Python ``re`` syntax with the same (search) meaning."""
     out: list[str] = []
     i, n, in_class = 0, len(pattern), False
-    class_at, negated = 0, []  # where the open class starts in ``out``; its \\D \\W \\S escapes
+    class_at, body_at, negated = 0, 0, []  # where the open class and its items start in ``out``; its \\D \\W \\S
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
@@ -70,7 +70,8 @@ def translate_ecma(pattern: str, pointer: str) -> str:
             if c == "]":
                 in_class = False
                 if negated:
-                    out[class_at:] = [_negated_class(out[class_at:], negated)]
+                    out[class_at:] = [_negated_class("".join(out[body_at:]), body_at > class_at + 1, negated,
+                                                     pointer)]
                     negated = []
                     i += 1
                     continue
@@ -95,6 +96,7 @@ def translate_ecma(pattern: str, pointer: str) -> str:
             if i + 1 < n and pattern[i + 1] == "^":
                 out.append("^")
                 i += 1
+            body_at = len(out)
         elif c == ".":
             out.append("[^\\n\\r\\u2028\\u2029]")
         elif c == "^":
@@ -111,19 +113,20 @@ def translate_ecma(pattern: str, pointer: str) -> str:
     return "".join(out)
 
 
-def _negated_class(parts: list[str], negated: list[str]) -> str:
-    """A Python class equal to the ECMA class whose translated text is ``parts`` (``[``, maybe
-    ``^``, its other items) plus the negated escapes ``negated`` (their positive sets, e.g. the
+def _negated_class(body: str, inverted: bool, negated: list[str], pointer: str) -> str:
+    """A Python class equal to the ECMA class (``[^...]`` when ``inverted``) whose other items,
+    translated, are ``body``, plus the negated escapes ``negated`` (their positive sets, e.g. the
     digits for ``\\D``). ``[P\\D]`` = P or a non-digit = everything but the digits outside P;
     ``[^P\\D]`` = the digits outside P. The positive sets are small, so that remainder is listed
     character by character (membership in P decided by Python's own ``re``)."""
-    inverted = len(parts) > 1 and parts[1] == "^"
-    body = "".join(parts[2:] if inverted else parts[1:])
     common = None
     for inner in negated:
         chars = set(_expand_set(inner))
         common = chars if common is None else common & chars
-    inside = re.compile(f"[{body}]") if body else None
+    try:  # a leading ^ of the items is a literal caret, not a negation
+        inside = re.compile(f"[{chr(92) if body.startswith('^') else ''}{body}]") if body else None
+    except re.error as e:
+        raise SchemaError(f"character class cannot be compiled: {e.msg}", keyword="pattern", pointer=pointer) from None
     rest = sorted(ch for ch in common if inside is None or not inside.fullmatch(ch))
     listed = "".join(f"\\U{ord(ch):08x}" for ch in rest)
     if inverted:  # only these characters

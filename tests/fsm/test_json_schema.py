@@ -49,6 +49,8 @@ CASES = [
     ({"type": "string", "pattern": "^[^a-z\\W]$"}, ["A", "7", "_"], ["a", "-", "é"]),
     ({"type": "string", "pattern": "^[\\s\\S]$"}, ["a", " ", "\n"], ["", "ab"]),
     ({"type": "string", "pattern": "^[^\\s\\S]?$"}, [""], ["a", " "]),
+    ({"type": "string", "pattern": "^[\\S^]$"}, ["^", "a"], [" "]),  # a caret among the items is literal
+    ({"type": "string", "pattern": "^[^^\\S]$"}, [" "], ["^", "a"]),
     ({"type": "string", "format": "date"}, ["2020-02-29", "2021-12-31"], ["2021-02-29", "2020-13-01", "2020-1-1"]),
     ({"type": "string", "format": "date-time"}, ["2020-01-01T10:20:30Z", "2020-01-01t10:20:30.5+02:00"], ["2020-01-01 10:20:30Z", "2020-01-01T25:00:00Z"]),
     ({"type": "string", "format": "email"}, ["a.b@example.com"], ["a..b@example.com", "@x.com", "ab"]),
