@@ -123,8 +123,9 @@ def _negated_class(body: str, inverted: bool, negated: list[str], pointer: str) 
     for inner in negated:
         chars = set(_expand_set(inner))
         common = chars if common is None else common & chars
-    try:  # a leading ^ of the items is a literal caret, not a negation
-        inside = re.compile(f"[{chr(92) if body.startswith('^') else ''}{body}]") if body else None
+    caret = "\\" if body.startswith("^") else ""  # a leading ^ of the items is a literal caret, not a negation
+    try:
+        inside = re.compile(f"[{caret}{body}]") if body else None
     except re.error as e:
         raise SchemaError(f"character class cannot be compiled: {e.msg}", keyword="pattern", pointer=pointer) from None
     rest = sorted(ch for ch in common if inside is None or not inside.fullmatch(ch))

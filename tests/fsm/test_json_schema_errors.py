@@ -21,6 +21,7 @@ from structgen.fsm import compile_bytes
         ({"type": "integer", "multipleOf": 3}, "multipleOf", ""),
         ({"unevaluatedProperties": False}, "unevaluatedProperties", ""),
         ({"type": "string", "pattern": "\\p{L}"}, "pattern", ""),
+        ({"properties": {"p": {"type": "string", "pattern": "[\\Sz-a]"}}}, "pattern", "/properties/p"),  # bad range
         ({"type": "strin"}, "anyOf", "/type"),
     ],
 )
