@@ -310,12 +310,12 @@ def _live_walks(split: LoopSplit, kind: str, start_of: np.ndarray, table_of: Cal
             table = table_of()
         ok[ok] = table[st[ok], gb[ok]] >= 0
     sel = np.flatnonzero(ok)
-    units = order[_ranges(gs[sel], ge[sel])]  # [w] units whose first byte is alive
+    units = order[concat_ranges(gs[sel], ge[sel])]  # [w] units whose first byte is alive
     x = _walk_suffixes(split, su[units], np.repeat(st[sel], ge[sel] - gs[sel]), table_of, ensure, walk)
     alive = x >= 0
     units, x = units[alive], x[alive]
     count = tstart[units + 1] - tstart[units]
-    toks = tord[_ranges(tstart[units], tstart[units + 1])]
+    toks = tord[concat_ranges(tstart[units], tstart[units + 1])]
     return split.rest_ids[toks], np.repeat(x, count).astype(np.int32)
 
 
@@ -339,14 +339,10 @@ def _walk_groups(split: LoopSplit, kind: str):
     return found
 
 
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(lo[i], hi[i])`` for every ``i`` (int64)."""
+def concat_ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(lo[i], hi[i])`` for every ``i`` (int64; also ``TokenTrie.expand_ranges``)."""
     size = hi - lo
-    total = int(size.sum())
-    if not total:
-        return np.zeros(0, dtype=np.int64)
-    offset = np.repeat(lo - np.concatenate([[0], np.cumsum(size)[:-1]]), size)
-    return offset + np.arange(total)
+    return np.arange(int(size.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(size) - size), size)
 
 
 def _walk_suffixes(split: LoopSplit, su: np.ndarray, start: np.ndarray, table_of: Callable[[], np.ndarray],

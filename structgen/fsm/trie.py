@@ -36,8 +36,8 @@ import numpy as np
 
 from . import trie_jit
 from .dfa import UNKNOWN
-from .loopclass import (LOW_INSIDE_FRACTION, LoopSplit, char_positions, split_tokens, token_of_byte,
-                        valid_char_bytes)
+from .loopclass import (LOW_INSIDE_FRACTION, LoopSplit, char_positions, concat_ranges, split_tokens,
+                        token_of_byte, valid_char_bytes)
 from .vocabulary import Vocabulary
 
 SCALAR_TAIL = 512  # a frontier whose subtrees hold at most this many unfinished tokens is walked per token
@@ -371,10 +371,7 @@ class TokenTrie:
 
     def expand_ranges(self, lo: np.ndarray, hi: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and end states of the ``order`` ranges ``lo[i]:hi[i]`` (each ending in ``state[i]``)."""
-        count = hi - lo
-        total = int(count.sum())
-        pos = np.arange(total, dtype=np.int64) + np.repeat(lo - (np.cumsum(count) - count), count)
-        return self.order[pos], np.repeat(state, count).astype(np.int32)
+        return self.order[concat_ranges(lo, hi)], np.repeat(state, hi - lo).astype(np.int32)
 
 
 def _utf8_valid_from(t: bytes) -> int:
